@@ -1,0 +1,25 @@
+# The two set-up commands of the README. Each creates .venv on first use and installs
+# collapse into it (torch/torchvision pinned to the releases the CI machines carry).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: quickstart test bench lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+quickstart: $(STAMP)
+	$(BIN)/collapse run configs/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/ruff check collapse tests benchmarks ray_jobs
+	$(BIN)/ruff format --check collapse tests benchmarks ray_jobs
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/chain_speed.py

@@ -1,0 +1,3 @@
+"""collapse: self-consuming generative training chains on Ray."""
+
+__version__ = "0.1.0"

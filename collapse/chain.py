@@ -1,0 +1,201 @@
+"""The generation loop: plan -> train -> sample -> evaluate -> commit, resumable at any point.
+
+`ChainWorker` does one generation's work and holds what a chain reuses across generations (the
+real pool, the held-out set, the latest samples); it knows nothing of Ray, so a test can run it
+in-process. `run_chain` is the driver: it opens (or resumes) the run on storage and hands the
+generations to a worker that `collapse.distributed` places on the Ray cluster.
+
+Every random draw comes from a stream keyed by (seed, purpose, generation), and each generation
+trains on the float32 samples exactly as stored, so a chain resumed after a crash reproduces
+the uninterrupted chain bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from collapse.config import RunConfig, differing_keys, dump_yaml, parse_yaml, source_dim, validate
+from collapse.data.mix import MixPart, plan_mix
+from collapse.data.shards import from_parquet, table_to_vectors, to_parquet, vectors_to_table
+from collapse.data.sources import toy_sample
+from collapse.errors import UserError
+from collapse.families import get_family
+from collapse.metrics import evaluate
+from collapse.storage import RunStore
+
+_STREAMS = {"real": 0, "held_out": 1, "fit": 2, "sample": 3}
+
+
+def stream(seed: int, purpose: str, generation: int = 0) -> np.random.Generator:
+    """An independent random stream per (seed, purpose, generation): resume replays it exactly."""
+    return np.random.default_rng([seed, _STREAMS[purpose], generation])
+
+
+class ChainWorker:
+    """Runs generations of one chain against its run storage."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.store = RunStore.for_config(config.storage, config.name)
+        self.family = get_family(config.model.family)
+        data = config.data
+        name, dim = data.real.split(":", 1)[1], source_dim(data.real, data.dim)
+        self.real = toy_sample(name, data.n_real, dim, stream(config.seed, "real"))
+        self.held_out = toy_sample(name, data.n_eval, dim, stream(config.seed, "held_out"))
+        self._samples: dict[int, np.ndarray] = {}
+
+    def run_generation(self, generation: int) -> dict[str, Any]:
+        cfg, store = self.config, self.store
+        committed = store.committed()
+        if len(committed) != generation:
+            raise RuntimeError(f"generation {generation} requested, {len(committed)} committed")
+        store.clear_generation(generation)
+        plan = plan_mix(
+            cfg.data.loop,
+            generation,
+            cfg.data.n_train,
+            cfg.data.real_fraction,
+            cfg.data.n_real,
+            [record["sample_rows"] for record in committed],
+        )
+        clock = time.perf_counter()
+        x = self._training_set(plan)
+        params = self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
+        timings = {"train_s": time.perf_counter() - clock}
+
+        clock = time.perf_counter()
+        samples = self.family.sample(params, cfg.sample.n, stream(cfg.seed, "sample", generation))
+        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        timings["sample_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        metrics = {**self.family.describe(params)}
+        metrics.update(evaluate(cfg.eval.metrics, samples, self.held_out))
+        timings["eval_s"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        shard = to_parquet(vectors_to_table(samples, "synthetic", generation))
+        record = {
+            "generation": generation,
+            "mix": [part.as_record() for part in plan],
+            "train_rows": len(x),
+            "sample_rows": len(samples),
+            "samples": [
+                store.write_artifact(generation, "samples/part-00000.parquet", shard, len(samples))
+            ],
+            "model": [store.write_artifact(generation, "model/params.npz", _npz(params))],
+            "metrics": metrics,
+        }
+        metrics_doc = {"generation": generation, "metrics": metrics, "mix": record["mix"]}
+        store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
+        timings["write_s"] = time.perf_counter() - clock
+        record["timings"] = timings
+        record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        store.commit(record)
+        self._remember(generation, samples)
+        return record
+
+    def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        for generation in range(start, stop):
+            yield self.run_generation(generation)
+
+    def _training_set(self, plan: list[MixPart]) -> np.ndarray:
+        pieces = []
+        for part in plan:
+            rows = self.real if part.source == "real" else self._samples_of(part.generation)
+            pieces.extend(rows[a:b] for a, b in part.rows)
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+    def _samples_of(self, generation: int) -> np.ndarray:
+        if generation not in self._samples:
+            record = self.store.committed()[generation]
+            tables = [from_parquet(self.store.read_artifact(a)) for a in record["samples"]]
+            self._samples[generation] = np.concatenate([table_to_vectors(t) for t in tables])
+        return self._samples[generation]
+
+    def _remember(self, generation: int, samples: np.ndarray) -> None:
+        """Keep in memory what the next generation reads: all samples if they accumulate."""
+        if self.config.data.loop != "accumulate":
+            self._samples.clear()
+        self._samples[generation] = samples
+
+
+def _npz(params: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **params)
+    return buffer.getvalue()
+
+
+def open_run(config: RunConfig) -> tuple[RunStore, int]:
+    """Create the run, or check that the stored one is this config; return the next generation."""
+    store = RunStore.for_config(config.storage, config.name)
+    store.storage.check_reachable()
+    stored = store.read_config()
+    if stored is None:
+        if store.committed():
+            raise UserError(
+                f"{store.uri}: manifest.json exists without config.yaml; refusing to guess"
+            )
+        store.write_config(dump_yaml(config))
+        return store, 0
+    previous = validate(parse_yaml(stored, store.storage.uri_of("config.yaml")))
+    changed = differing_keys(previous, config)
+    if changed:
+        flat = ", ".join(changed)
+        raise UserError(
+            f"run {store.uri} exists with a different config (differs in: {flat}); "
+            "choose another --name or run it with the stored config"
+        )
+    return store, len(store.committed())
+
+
+def config_of_run(run_uri: str) -> RunConfig:
+    """The stored config of an existing run, relocated to where the run is found now."""
+    store = RunStore(run_uri)
+    store.storage.check_reachable()
+    text = store.read_config()
+    if text is None:
+        raise UserError(f"{store.uri}: no run here (config.yaml not found)")
+    raw = parse_yaml(text, store.storage.uri_of("config.yaml"))
+    parent, _, name = store.uri.rstrip("/").rpartition("/")
+    raw.update(storage=parent or "/", name=name)
+    return validate(raw)
+
+
+@dataclass
+class ChainOutcome:
+    uri: str
+    start: int
+    records: list[dict[str, Any]]
+
+    @property
+    def already_complete(self) -> bool:
+        return not self.records
+
+
+def run_chain(
+    config: RunConfig,
+    on_start: Callable[[RunStore, int], None] = lambda store, start: None,
+    on_generation: Callable[[dict[str, Any]], None] = lambda record: None,
+) -> ChainOutcome:
+    """Run (or resume) a chain to `config.generations` on the Ray cluster."""
+    from collapse.distributed.chain import remote_worker
+
+    store, start = open_run(config)
+    outcome = ChainOutcome(store.uri, start, [])
+    if start >= config.generations:
+        return outcome
+    on_start(store, start)
+    with remote_worker(config) as worker:
+        for record in worker.run_generations(start, config.generations):
+            outcome.records.append(record)
+            on_generation(record)
+    return outcome

@@ -1,0 +1,104 @@
+"""The `collapse` command: run | resume | report (DESIGN.md "CLI contract").
+
+User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from collapse.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="collapse", description="Self-consuming generative training chains on Ray."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a chain (re-running an existing run resumes it)")
+    run.add_argument("config", help="chain config YAML")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set data.real_fraction=0.5 (repeatable)",
+    )
+    run.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides config storage)")
+    run.add_argument("--name", help="run name (overrides config name)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    resume = commands.add_parser("resume", help="continue a run from its last committed generation")
+    resume.add_argument("run_uri", help="the run's directory, e.g. ./runs/quickstart")
+    resume.add_argument("--quiet", action="store_true", help="no progress output")
+
+    report = commands.add_parser("report", help="tables and plots of one run or many")
+    report.add_argument("run_uris", nargs="+", metavar="RUN_URI")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument("--plots", metavar="DIR", help="write a PNG per metric into DIR")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "run":
+        from collapse.config import load_config
+
+        overrides = list(args.overrides)
+        if args.storage:
+            overrides.append(f"storage={args.storage}")
+        if args.name:
+            overrides.append(f"name={args.name}")
+        _run_chain(load_config(args.config, overrides), args.quiet)
+    elif args.command == "resume":
+        from collapse.chain import config_of_run
+
+        _run_chain(config_of_run(args.run_uri), args.quiet)
+    elif args.command == "report":
+        _report(args)
+
+
+def _run_chain(config, quiet: bool) -> None:
+    from collapse.chain import run_chain
+    from collapse.progress import ChainProgress
+
+    progress = ChainProgress(config, quiet=quiet)
+    outcome = run_chain(config, on_start=progress.start, on_generation=progress.generation)
+    progress.finish(outcome.uri, outcome.records, outcome.already_complete)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from collapse import report
+
+    records = report.load_records(args.run_uris)
+    formatter = {"table": report.format_table, "json": report.format_json, "csv": report.format_csv}
+    print(formatter[args.format](records))
+    if args.plots:
+        for path in report.plot_metrics(records, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        _dispatch(_parser().parse_args(argv))
+    except UserError as err:
+        print(f"collapse: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "collapse: interrupted; committed generations are kept, rerun to resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

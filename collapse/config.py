@@ -1,0 +1,321 @@
+"""Typed, validated run configuration: DESIGN.md's keys as pydantic models.
+
+Config is data. Every key is validated strictly (unknown keys and wrong types are errors, not
+silently coerced) so that a typo in a sweep never runs a week of GPU time with a default value.
+Validation failures become one line naming the key and what is allowed (`UserError`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from collapse.errors import UserError
+
+LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
+VECTOR_METRICS = ("w2", "mmd", "mean_err", "var", "precision", "recall")
+TOY_SOURCES = {
+    "gaussian": None,
+    "mog8": 2,
+    "two_moons": 2,
+}  # name -> fixed dimension (None: data.dim)
+
+Loop = Literal["fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate"]
+VectorMetric = Literal["w2", "mmd", "mean_err", "var", "precision", "recall"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def source_dim(real: str, dim: int) -> int:
+    """Dimension of the vectors a real source yields."""
+    fixed = TOY_SOURCES[real.split(":", 1)[1]]
+    return dim if fixed is None else fixed
+
+
+class DataConfig(_Section):
+    real: str = "toy:mog8"
+    dim: int = Field(2, ge=1, le=65536)
+    n_real: int = Field(2000, ge=2, le=10**9)
+    n_train: int = Field(2000, ge=2, le=10**9)
+    loop: Loop = "fully_synthetic"
+    real_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    n_eval: int = Field(2000, ge=2, le=10**9)
+
+    @field_validator("real")
+    @classmethod
+    def _known_source(cls, real: str) -> str:
+        kind, _, name = real.partition(":")
+        if kind != "toy" or name not in TOY_SOURCES:
+            allowed = ", ".join(f"toy:{n}" for n in TOY_SOURCES)
+            raise ValueError(f"unknown source {real!r}; allowed: {allowed}")
+        return real
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        fixed = TOY_SOURCES[self.real.split(":", 1)[1]]
+        if fixed is not None and self.dim != fixed:
+            raise ValueError(
+                f"{self.real} is {fixed}-dimensional; dim must be {fixed}, got {self.dim}"
+            )
+        if self.n_train > self.n_real:
+            raise ValueError(
+                f"n_train ({self.n_train}) exceeds n_real ({self.n_real}): generation 0 trains "
+                "on n_train real rows"
+            )
+        return self
+
+
+class GaussianModel(_Section):
+    """Fit a Gaussian and sample from it (Shumailov et al. 2024)."""
+
+    family: Literal["gaussian"]
+    covariance: Literal["diag", "full"] = "diag"
+    estimator: Literal["mle", "unbiased"] = "mle"
+
+
+class KDEModel(_Section):
+    """Gaussian kernel density estimate; `bandwidth` is a number (in data units) or a rule."""
+
+    family: Literal["kde"]
+    bandwidth: Annotated[float, Field(gt=0)] | Literal["scott", "silverman"] = "scott"
+
+
+class GMMModel(_Section):
+    """Gaussian mixture fitted by EM (scikit-learn)."""
+
+    family: Literal["gmm"]
+    components: int = Field(8, ge=1, le=10_000)
+    covariance: Literal["full", "diag", "spherical", "tied"] = "full"
+    max_iter: int = Field(200, ge=1, le=100_000)
+
+
+ModelConfig = Annotated[GaussianModel | KDEModel | GMMModel, Field(discriminator="family")]
+FAMILIES = ("gaussian", "kde", "gmm")
+
+
+class StrategyConfig(_Section):
+    """Mitigation of collapse applied by the chain; `none` runs the plain loop."""
+
+    name: Literal["none"] = "none"
+
+
+class TrainConfig(_Section):
+    """Training of neural families (toy families fit in closed form and ignore it)."""
+
+    workers: int = Field(1, ge=1, le=4096)
+    use_gpu: bool = False
+    batch_size: int = Field(256, ge=1, le=10**7)
+    steps: int = Field(1000, ge=1, le=10**9)
+    lr: float = Field(1e-3, gt=0, le=10)
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+class SampleConfig(_Section):
+    n: int | None = Field(None, ge=1, le=10**9)  # None: data.n_train
+    steps: int = Field(10, ge=1, le=100_000)
+
+
+class EvalConfig(_Section):
+    metrics: list[VectorMetric] = Field(default_factory=lambda: list(VECTOR_METRICS))
+
+
+class RunConfig(_Section):
+    name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    storage: str = Field("./runs", min_length=1)
+    generations: int = Field(5, ge=1, le=1_000_000)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=lambda: GaussianModel(family="gaussian"))
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> RunConfig:
+        if self.sample.n is None:
+            self.sample.n = self.data.n_train
+        if self.data.loop != "accumulate":
+            needed = self.data.n_train - real_rows(self.data)
+            if self.sample.n < needed:
+                raise ValueError(
+                    f"sample.n: {self.sample.n} is below the {needed} synthetic rows each "
+                    f"generation's training set needs (n_train x (1 - real_fraction))"
+                )
+        return self
+
+
+def real_count(n_train: int, real_fraction: float) -> int:
+    """Rows of real data in a mixed training set: r*N rounded to the nearest row."""
+    return int(math.floor(n_train * real_fraction + 0.5))
+
+
+def real_rows(data: DataConfig) -> int:
+    """Real rows in each training set after generation 0 (only the mixing loops take any)."""
+    if data.loop in ("synthetic_augmentation", "fresh_data"):
+        return real_count(data.n_train, data.real_fraction)
+    return 0
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-3` as a float (YAML 1.1 needs a dot; researchers don't)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{where}: invalid YAML{at}: {problem}") from None
+
+
+def dump_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read config file {path}: {err}") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the config must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=c` overrides; values are parsed as YAML so `--set seed=3` is an int."""
+    out = _deep_copy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or any(not p for p in parts):
+            raise UserError(
+                f"--set expects key=value with a dotted key (e.g. data.n_train=500), got {item!r}"
+            )
+        node = out
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise UserError(f"--set {key}: {where} is a value, not a section")
+            node = child
+        node[parts[-1]] = parse_yaml(value, f"--set {key}")
+    return out
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def validate(raw: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(describe_errors(err)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    return validate(apply_overrides(read_config_file(path), overrides or []))
+
+
+# --- one-line errors ------------------------------------------------------------------------
+
+
+def describe_errors(err: ValidationError) -> str:
+    """All validation errors on one line: `config error: key: problem; key: problem`."""
+    parts = [_describe(e) for e in err.errors(include_url=False)]
+    return "config error: " + "; ".join(dict.fromkeys(parts))
+
+
+def _describe(e: dict[str, Any]) -> str:
+    loc = [str(p) for p in e["loc"] if not _is_union_tag(e["loc"], p)]
+    kind = e["type"]
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        loc.append("family")
+        got = e.get("ctx", {}).get("tag")
+        what = "missing" if got is None else f"unknown family {got!r}"
+        return f"{'.'.join(loc)}: {what}; allowed: {', '.join(FAMILIES)}"
+    key = ".".join(loc) or "config"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(e["loc"][:-1])
+        return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+    msg = e["msg"].removeprefix("Value error, ")
+    if not loc:
+        return msg
+    if kind == "value_error" or "input" not in e:
+        return f"{key}: {msg}"
+    return f"{key}: {msg}, got {_short(e['input'])}"
+
+
+def _is_union_tag(loc: tuple, part: Any) -> bool:
+    return len(loc) > 1 and loc[0] == "model" and part in FAMILIES and part is loc[1]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        if model is RunConfig and part == "model":
+            continue
+        if part in FAMILIES:
+            model = {"gaussian": GaussianModel, "kde": KDEModel, "gmm": GMMModel}[part]
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def differing_keys(
+    a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("storage", "name")
+) -> list[str]:
+    """Dotted keys whose values differ between two configs (what makes a resume unsafe)."""
+    flat_a, flat_b = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [k for k in keys if k.split(".")[0] not in ignore and flat_a.get(k) != flat_b.get(k)]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

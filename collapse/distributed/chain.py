@@ -1,0 +1,49 @@
+"""Places a chain's generations on the Ray cluster: one actor per running chain.
+
+An actor (not a task per generation) keeps the real pool, the held-out set and the latest
+samples in memory between generations, so the per-generation cost is the work itself, not
+re-reading the run from storage. Its records stream back (a Ray streaming generator), so the
+next generation starts while the driver is still drawing the last one's progress line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+
+from collapse.chain import ChainWorker
+from collapse.config import RunConfig
+from collapse.distributed.runtime import ensure_ray, storage_env
+from collapse.errors import UserError
+
+
+class RemoteWorker:
+    def __init__(self, actor: Any):
+        self._actor = actor
+
+    def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        refs = self._actor.run_generations.options(num_returns="streaming").remote(start, stop)
+        for ref in refs:
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayTaskError as err:
+                if isinstance(err.cause, UserError):
+                    raise UserError(str(err.cause)) from None
+                raise
+
+
+@contextmanager
+def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
+    ensure_ray()
+    env = storage_env()
+    options: dict[str, Any] = {"num_cpus": 1, "max_restarts": 0}
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    actor = ray.remote(ChainWorker).options(**options).remote(config)
+    try:
+        yield RemoteWorker(actor)
+    finally:
+        ray.kill(actor)

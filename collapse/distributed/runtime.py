@@ -1,0 +1,40 @@
+"""Connecting to Ray: a local cluster started on demand, or the one RAY_ADDRESS names."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+# What a worker needs to reach the run's storage the way the driver does.
+_STORAGE_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+)
+
+
+def ensure_ray() -> None:
+    """Join the cluster at RAY_ADDRESS if set (or already joined), else start a local one."""
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS") or None,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+
+
+def storage_env() -> dict[str, str]:
+    """The driver's storage settings, passed to workers that may run on other nodes.
+
+    Passed through the runtime env (never written to the run), so the credentials reach the
+    worker the same way they reached the driver.
+    """
+    return {k: os.environ[k] for k in _STORAGE_ENV if os.environ.get(k)}

@@ -1,0 +1,44 @@
+"""Gaussian refitting: the closed-form model of collapse (Shumailov et al. 2024, Nature 631).
+
+Fitting a Gaussian to N samples of the previous fit and repeating is the smallest chain whose
+collapse is known exactly (ALGORITHMS.md, "Gaussian refitting"): with the MLE variance
+(divide by N), E[sigma2_t] = sigma2_0 ((N-1)/N)^t; with the unbiased one (divide by N-1) the
+expectation stays sigma2_0 while sigma2_t -> 0 almost surely, E[ln sigma2_t] drifting by
+digamma((N-1)/2) + ln(2/(N-1)) per generation. The estimator is therefore a config choice, and
+``describe`` reports both the variance and its log so either law can be checked on a run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Mean and per-dim variance ("diag") or full covariance, dividing by N or N-1."""
+    del rng  # the fit is deterministic given its data
+    x = np.asarray(x, dtype=np.float64)
+    ddof = 0 if config.estimator == "mle" else 1
+    mean = x.mean(axis=0)
+    if config.covariance == "diag":
+        return {"mean": mean, "var": x.var(axis=0, ddof=ddof)}
+    centred = x - mean
+    return {"mean": mean, "cov": centred.T @ centred / (len(x) - ddof)}
+
+
+def sample(params: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    mean = params["mean"]
+    z = rng.standard_normal((n, mean.shape[0]))
+    if "var" in params:
+        return (mean + z * np.sqrt(params["var"])).astype(np.float32)
+    # eigh rather than Cholesky: a covariance fitted to N <= d rows is singular, and rounding
+    # can leave tiny negative eigenvalues, which are clipped to zero instead of failing.
+    eigval, eigvec = np.linalg.eigh(params["cov"])
+    factor = eigvec * np.sqrt(np.clip(eigval, 0.0, None))
+    return (mean + z @ factor.T).astype(np.float32)
+
+
+def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
+    var = params["var"] if "var" in params else np.diag(params["cov"])
+    with np.errstate(divide="ignore"):  # a collapsed dim has log variance -inf, honestly
+        log_var = np.log(var)
+    return {"sigma2": float(var.mean()), "log_sigma2": float(log_var.mean())}

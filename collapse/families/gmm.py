@@ -1,0 +1,56 @@
+"""Gaussian mixture fitted by EM: the family in which refitting loses low-weight modes first.
+
+scikit-learn fits it; sampling is ours, from the stored arrays and the caller's rng, so a
+generation's samples depend only on its seed and the saved parameters, never on a pickled
+estimator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+
+def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Weights, means and covariances in scikit-learn's layout for the covariance type.
+
+    The component count is clamped to N, the most that EM can place on N rows.
+    """
+    gm = GaussianMixture(
+        n_components=min(config.components, len(x)),
+        covariance_type=config.covariance,
+        max_iter=config.max_iter,
+        random_state=int(rng.integers(2**31)),
+    )
+    gm.fit(x)
+    return {
+        "weights": gm.weights_,
+        "means": gm.means_,
+        "covariances": gm.covariances_,
+        "covariance_type": np.array(config.covariance),
+    }
+
+
+def sample(params: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    weights = np.asarray(params["weights"], dtype=np.float64)
+    means = params["means"]
+    kind = str(params["covariance_type"])
+    cov = params["covariances"]
+    component = rng.choice(len(weights), size=n, p=weights / weights.sum())
+    z = rng.standard_normal((n, means.shape[1]))
+    if kind == "spherical":
+        return (means[component] + z * np.sqrt(cov[component])[:, None]).astype(np.float32)
+    if kind == "diag":
+        return (means[component] + z * np.sqrt(cov[component])).astype(np.float32)
+    if kind == "tied":
+        return (means[component] + z @ np.linalg.cholesky(cov).T).astype(np.float32)
+    factors = np.linalg.cholesky(cov)
+    out = means[component].astype(np.float64)
+    for k in np.unique(component):
+        rows = component == k
+        out[rows] += z[rows] @ factors[k].T
+    return out.astype(np.float32)
+
+
+def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
+    return {}

@@ -1,0 +1,34 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collapse.config import RunConfig, validate
+
+
+def make_config(storage: str, **sections: Any) -> RunConfig:
+    """A validated config from keyword sections, e.g. make_config(dir, data={...}, model={...})."""
+    raw: dict[str, Any] = {
+        "name": "t",
+        "storage": storage,
+        "generations": 3,
+        "data": {"real": "toy:gaussian", "dim": 2, "n_real": 200, "n_train": 100, "n_eval": 200},
+        "model": {"family": "gaussian"},
+        "eval": {"metrics": ["w2", "mean_err", "var"]},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return validate(raw)
+
+
+def run_in_process(config: RunConfig) -> list[dict[str, Any]]:
+    """The chain's generations without Ray: the same worker the Ray actor runs."""
+    from collapse.chain import ChainWorker, open_run
+
+    _, start = open_run(config)
+    worker = ChainWorker(config)
+    return [worker.run_generation(g) for g in range(start, config.generations)]

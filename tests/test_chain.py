@@ -1,0 +1,165 @@
+"""The chain engine end to end: on the real local Ray, on local disk and on S3."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collapse.chain import ChainWorker, config_of_run, open_run, run_chain
+from collapse.data.shards import from_parquet, table_to_vectors
+from collapse.errors import UserError
+from collapse.report import load_records
+from collapse.storage import RunStore
+from tests.helpers import make_config, run_in_process
+
+
+def metrics_of(records):
+    return [r["metrics"] for r in records]
+
+
+def test_chain_on_ray_writes_the_run_layout(ray_cluster, tmp_path):
+    config = make_config(
+        str(tmp_path), generations=3, data={"loop": "synthetic_augmentation", "real_fraction": 0.3}
+    )
+    seen = []
+    outcome = run_chain(config, on_generation=seen.append)
+    assert (
+        [r["generation"] for r in outcome.records] == [0, 1, 2] == [r["generation"] for r in seen]
+    )
+    run = tmp_path / "t"
+    assert (run / "config.yaml").is_file() and (run / "manifest.json").is_file()
+    for g in range(3):
+        gen = run / f"gen-{g:04d}"
+        assert (gen / "model" / "params.npz").is_file()
+        assert (gen / "metrics.json").is_file()
+        table = from_parquet((gen / "samples" / "part-00000.parquet").read_bytes())
+        assert table.num_rows == 100 and set(table.column("generation").to_pylist()) == {g}
+    manifest = json.loads((run / "manifest.json").read_text())
+    mix = manifest["generations"][2]["mix"]
+    assert mix == [
+        {"source": "real", "generation": None, "count": 30, "rows": [[0, 30]]},
+        {"source": "synthetic", "generation": 1, "count": 70, "rows": [[0, 70]]},
+    ]
+    assert set(manifest["generations"][0]["metrics"]) == {
+        "sigma2",
+        "log_sigma2",
+        "w2",
+        "mean_err",
+        "var",
+    }
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    a = run_in_process(make_config(str(tmp_path / "a")))
+    b = run_in_process(make_config(str(tmp_path / "b")))
+    c = run_in_process(make_config(str(tmp_path / "c"), seed=1))
+    assert metrics_of(a) == metrics_of(b) != metrics_of(c)
+
+
+def test_rerun_of_a_finished_run_does_nothing(ray_cluster, tmp_path):
+    config = make_config(str(tmp_path), generations=2)
+    run_in_process(config)
+    manifest = tmp_path / "t" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    outcome = run_chain(config)
+    assert outcome.already_complete and outcome.records == []
+    assert manifest.stat().st_mtime_ns == before
+
+
+def test_changed_config_is_refused_naming_the_keys(tmp_path):
+    run_in_process(make_config(str(tmp_path), generations=2))
+    changed = make_config(str(tmp_path), generations=2, seed=5, data={"real_fraction": 0.5})
+    with pytest.raises(UserError, match=r"differs in: data\.real_fraction, seed"):
+        open_run(changed)
+
+
+def test_resume_overwrites_scratch_and_matches_uninterrupted(ray_cluster, tmp_path):
+    config = make_config(
+        str(tmp_path / "x"),
+        generations=5,
+        model={"family": "kde", "bandwidth": 0.2},
+        data={"loop": "fresh_data", "real_fraction": 0.2},
+    )
+    reference = run_in_process(
+        make_config(
+            str(tmp_path / "ref"),
+            generations=5,
+            model={"family": "kde", "bandwidth": 0.2},
+            data={"loop": "fresh_data", "real_fraction": 0.2},
+        )
+    )
+    worker = ChainWorker(config)
+    open_run(config)
+    worker.run_generation(0)
+    worker.run_generation(1)
+    scratch = tmp_path / "x" / "t" / "gen-0002" / "samples"
+    scratch.mkdir(parents=True)
+    (scratch / "part-00000.parquet").write_bytes(b"half-written")
+    outcome = run_chain(config)
+    assert outcome.start == 2 and [r["generation"] for r in outcome.records] == [2, 3, 4]
+    assert metrics_of(RunStore(str(tmp_path / "x" / "t")).committed()) == metrics_of(reference)
+
+
+def test_resume_by_uri_uses_the_stored_config(ray_cluster, tmp_path):
+    config = make_config(str(tmp_path / "old-place"), generations=2)
+    run_in_process(config)
+    moved = tmp_path / "new-place"
+    (tmp_path / "old-place").rename(moved)
+    again = config_of_run(str(moved / "t"))
+    assert again.storage == str(moved) and again.name == "t"
+    assert run_chain(again).already_complete
+
+
+def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path):
+    config = make_config(str(tmp_path), generations=4, data={"loop": "accumulate"})
+    reference = run_in_process(
+        make_config(str(tmp_path / "ref"), generations=4, data={"loop": "accumulate"})
+    )
+    open_run(config)
+    ChainWorker(config).run_generation(0)
+    ChainWorker(config).run_generation(1)
+    fresh = ChainWorker(config)  # a new process: nothing cached, all history from shards
+    records = [fresh.run_generation(2), fresh.run_generation(3)]
+    assert records[-1]["train_rows"] == 400
+    assert metrics_of(records) == metrics_of(reference[2:])
+
+
+def test_corrupted_shard_is_detected_on_resume(tmp_path):
+    config = make_config(str(tmp_path), generations=3)
+    open_run(config)
+    ChainWorker(config).run_generation(0)
+    shard = tmp_path / "t" / "gen-0000" / "samples" / "part-00000.parquet"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(UserError, match="gen-0000/samples/part-00000.parquet: checksum mismatch"):
+        ChainWorker(config).run_generation(1)
+
+
+def test_chain_on_s3_through_ray(ray_cluster, s3_bucket):
+    config = make_config(
+        f"s3://{s3_bucket}/chains", generations=3, model={"family": "gmm", "components": 2}
+    )
+    outcome = run_chain(config)
+    assert outcome.uri == f"s3://{s3_bucket}/chains/t"
+    store = RunStore(outcome.uri)
+    assert [r["generation"] for r in store.committed()] == [0, 1, 2]
+    samples = table_to_vectors(
+        from_parquet(store.read_artifact(store.committed()[2]["samples"][0]))
+    )
+    assert samples.shape == (100, 2) and np.isfinite(samples).all()
+    records = load_records([outcome.uri])
+    assert [r["generation"] for r in records] == [0, 1, 2] and records[0]["run"] == "t"
+    assert run_chain(config).already_complete
+
+
+def test_math_modules_never_import_ray():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, collapse.chain, collapse.config, collapse.storage, collapse.report, "
+        "collapse.families.gaussian, collapse.families.kde, collapse.families.gmm, "
+        "collapse.metrics, collapse.data.mix, collapse.data.sources, collapse.data.shards\n"
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
