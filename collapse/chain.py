@@ -5,9 +5,9 @@ real pool, the held-out set, the latest samples); it knows nothing of Ray, so a 
 in-process. `run_chain` is the driver: it opens (or resumes) the run on storage and hands the
 generations to a worker that `collapse.distributed` places on the Ray cluster.
 
-Every random draw comes from a stream keyed by (seed, purpose, generation), and each generation
-trains on the float32 samples exactly as stored, so a chain resumed after a crash reproduces
-the uninterrupted chain bit for bit.
+Every random draw comes from a stream keyed by (seed, purpose, generation), each sample from
+the noise of its own row, and each generation trains on its inputs exactly as stored, so a
+chain resumed after a crash reproduces the uninterrupted chain bit for bit.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import RunConfig, differing_keys, dump_yaml, parse_yaml, source_dim, validate
+from collapse.config import RunConfig, differing_keys, dump_yaml, parse_yaml, validate
+from collapse.data import real
+from collapse.data.dataset import open_dataset
 from collapse.data.mix import MixPart, plan_mix
-from collapse.data.shards import from_parquet, table_to_vectors, to_parquet, vectors_to_table
-from collapse.data.sources import toy_sample
+from collapse.data.shards import from_parquet
+from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.families import get_family
 from collapse.metrics import evaluate
+from collapse.sampling import sample_locally
 from collapse.storage import RunStore
 
-_STREAMS = {"real": 0, "held_out": 1, "fit": 2, "sample": 3}
+_STREAMS = {"fit": 2}
 
 
 def stream(seed: int, purpose: str, generation: int = 0) -> np.random.Generator:
@@ -46,10 +49,13 @@ class ChainWorker:
         self.config = config
         self.store = RunStore.for_config(config.storage, config.name)
         self.family = get_family(config.model.family)
-        data = config.data
-        name, dim = data.real.split(":", 1)[1], source_dim(data.real, data.dim)
-        self.real = toy_sample(name, data.n_real, dim, stream(config.seed, "real"))
-        self.held_out = toy_sample(name, data.n_eval, dim, stream(config.seed, "held_out"))
+        where = real.locate(config, self.store)
+        pool, held_out = open_dataset(where.pool_uri), open_dataset(where.held_out_uri)
+        pool.verify()
+        held_out.verify()
+        self.space = DataSpace.of_index(pool.index)
+        self.real = self.space.to_vectors(pool.read_rows([where.pool_rows]))
+        self.held_out = self.space.to_vectors(held_out.read_rows([where.held_out_rows]))
         self._samples: dict[int, np.ndarray] = {}
 
     def run_generation(self, generation: int) -> dict[str, Any]:
@@ -69,11 +75,12 @@ class ChainWorker:
         clock = time.perf_counter()
         x = self._training_set(plan)
         params = self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
+        model = store.write_artifact(generation, "model/params.npz", _npz(params))
         timings = {"train_s": time.perf_counter() - clock}
 
         clock = time.perf_counter()
-        samples = self.family.sample(params, cfg.sample.n, stream(cfg.seed, "sample", generation))
-        samples = np.ascontiguousarray(samples, dtype=np.float32)
+        shards = self._sample(params, model, generation)
+        samples = self._read_samples(shards)
         timings["sample_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -81,22 +88,17 @@ class ChainWorker:
         metrics.update(evaluate(cfg.eval.metrics, samples, self.held_out))
         timings["eval_s"] = time.perf_counter() - clock
 
-        clock = time.perf_counter()
-        shard = to_parquet(vectors_to_table(samples, "synthetic", generation))
         record = {
             "generation": generation,
             "mix": [part.as_record() for part in plan],
             "train_rows": len(x),
             "sample_rows": len(samples),
-            "samples": [
-                store.write_artifact(generation, "samples/part-00000.parquet", shard, len(samples))
-            ],
-            "model": [store.write_artifact(generation, "model/params.npz", _npz(params))],
+            "samples": shards,
+            "model": [model],
             "metrics": metrics,
         }
         metrics_doc = {"generation": generation, "metrics": metrics, "mix": record["mix"]}
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
-        timings["write_s"] = time.perf_counter() - clock
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         store.commit(record)
@@ -107,6 +109,25 @@ class ChainWorker:
         for generation in range(start, stop):
             yield self.run_generation(generation)
 
+    def _sample(
+        self, params: dict[str, np.ndarray], model: dict[str, Any], generation: int
+    ) -> list[dict]:
+        cfg = self.config
+        if cfg.sample.workers == 0:
+            return sample_locally(
+                self.store,
+                self.space,
+                self.family,
+                params,
+                cfg.seed,
+                generation,
+                cfg.sample.n,
+                cfg.sample.batch_size,
+            )
+        from collapse.distributed.sampling import sample_with_ray_data
+
+        return sample_with_ray_data(cfg, self.store.uri, self.space, model, generation)
+
     def _training_set(self, plan: list[MixPart]) -> np.ndarray:
         pieces = []
         for part in plan:
@@ -114,11 +135,16 @@ class ChainWorker:
             pieces.extend(rows[a:b] for a, b in part.rows)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
+    def _read_samples(self, shards: list[dict[str, Any]]) -> np.ndarray:
+        """A generation's samples in id order, as stored (what the next generation trains on)."""
+        tables = [from_parquet(self.store.read_artifact(a)) for a in shards]
+        return np.concatenate([self.space.to_vectors(t) for t in tables])
+
     def _samples_of(self, generation: int) -> np.ndarray:
         if generation not in self._samples:
-            record = self.store.committed()[generation]
-            tables = [from_parquet(self.store.read_artifact(a)) for a in record["samples"]]
-            self._samples[generation] = np.concatenate([table_to_vectors(t) for t in tables])
+            self._samples[generation] = self._read_samples(
+                self.store.committed()[generation]["samples"]
+            )
         return self._samples[generation]
 
     def _remember(self, generation: int, samples: np.ndarray) -> None:
@@ -135,7 +161,11 @@ def _npz(params: dict[str, np.ndarray]) -> bytes:
 
 
 def open_run(config: RunConfig) -> tuple[RunStore, int]:
-    """Create the run, or check that the stored one is this config; return the next generation."""
+    """Create the run, or check that the stored one is this config; return the next generation.
+
+    The real data is prepared here, in the driver, so a source that cannot be had (offline
+    torchvision, a missing folder) is reported before any worker starts.
+    """
     store = RunStore.for_config(config.storage, config.name)
     store.storage.check_reachable()
     stored = store.read_config()
@@ -144,16 +174,18 @@ def open_run(config: RunConfig) -> tuple[RunStore, int]:
             raise UserError(
                 f"{store.uri}: manifest.json exists without config.yaml; refusing to guess"
             )
+    else:
+        previous = validate(parse_yaml(stored, store.storage.uri_of("config.yaml")))
+        changed = differing_keys(previous, config)
+        if changed:
+            raise UserError(
+                f"run {store.uri} exists with a different config "
+                f"(differs in: {', '.join(changed)}); "
+                "choose another --name or run it with the stored config"
+            )
+    real.ensure(config, store)
+    if stored is None:
         store.write_config(dump_yaml(config))
-        return store, 0
-    previous = validate(parse_yaml(stored, store.storage.uri_of("config.yaml")))
-    changed = differing_keys(previous, config)
-    if changed:
-        flat = ", ".join(changed)
-        raise UserError(
-            f"run {store.uri} exists with a different config (differs in: {flat}); "
-            "choose another --name or run it with the stored config"
-        )
     return store, len(store.committed())
 
 

@@ -19,11 +19,9 @@ from collapse.errors import UserError
 
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
 VECTOR_METRICS = ("w2", "mmd", "mean_err", "var", "precision", "recall")
-TOY_SOURCES = {
-    "gaussian": None,
-    "mog8": 2,
-    "two_moons": 2,
-}  # name -> fixed dimension (None: data.dim)
+TOY_SOURCES = {"gaussian": None, "mog8": 2, "two_moons": 2}  # name -> fixed dim (None: data.dim)
+BUILTIN_SOURCES = ("sklearn:digits", "torchvision:cifar10", "torchvision:mnist")
+SOURCE_FORMS = (*(f"toy:{n}" for n in TOY_SOURCES), *BUILTIN_SOURCES, "folder:PATH", "parquet:URI")
 
 Loop = Literal["fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate"]
 VectorMetric = Literal["w2", "mmd", "mean_err", "var", "precision", "recall"]
@@ -33,10 +31,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-def source_dim(real: str, dim: int) -> int:
-    """Dimension of the vectors a real source yields."""
-    fixed = TOY_SOURCES[real.split(":", 1)[1]]
-    return dim if fixed is None else fixed
+def check_source(real: str) -> str:
+    kind, _, rest = real.partition(":")
+    known = (
+        (kind == "toy" and rest in TOY_SOURCES)
+        or real in BUILTIN_SOURCES
+        or (kind in ("folder", "parquet") and bool(rest))
+    )
+    if not known:
+        raise ValueError(f"unknown source {real!r}; allowed: {', '.join(SOURCE_FORMS)}")
+    return real
 
 
 class DataConfig(_Section):
@@ -51,15 +55,12 @@ class DataConfig(_Section):
     @field_validator("real")
     @classmethod
     def _known_source(cls, real: str) -> str:
-        kind, _, name = real.partition(":")
-        if kind != "toy" or name not in TOY_SOURCES:
-            allowed = ", ".join(f"toy:{n}" for n in TOY_SOURCES)
-            raise ValueError(f"unknown source {real!r}; allowed: {allowed}")
-        return real
+        return check_source(real)
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
-        fixed = TOY_SOURCES[self.real.split(":", 1)[1]]
+        kind, _, name = self.real.partition(":")
+        fixed = TOY_SOURCES.get(name) if kind == "toy" else None
         if fixed is not None and self.dim != fixed:
             raise ValueError(
                 f"{self.real} is {fixed}-dimensional; dim must be {fixed}, got {self.dim}"
@@ -118,8 +119,18 @@ class TrainConfig(_Section):
 
 
 class SampleConfig(_Section):
+    """How many samples each generation draws, and where.
+
+    `workers: 0` samples inside the chain's own worker (no start-up cost: right for toy
+    families); `workers: k` runs the sampler on a Ray Data pool of k actors (GPU actors when
+    `train.use_gpu`), writing shards as it goes. Either way a sample depends only on the seed
+    and its row id, so the samples are the same.
+    """
+
     n: int | None = Field(None, ge=1, le=10**9)  # None: data.n_train
     steps: int = Field(10, ge=1, le=100_000)
+    workers: int = Field(0, ge=0, le=4096)
+    batch_size: int = Field(4096, ge=1, le=10**7)
 
 
 class EvalConfig(_Section):

@@ -95,7 +95,8 @@ class Storage:
     def uri_of(self, rel: str) -> str:
         return self.uri.rstrip("/") + "/" + rel if rel else self.uri
 
-    def _path(self, rel: str) -> str:
+    def path(self, rel: str) -> str:
+        """The filesystem path of `rel` (what pyarrow and Ray Data take with `self.fs`)."""
         return posixpath.join(self.root, rel) if rel else self.root
 
     def check_reachable(self) -> None:
@@ -116,10 +117,10 @@ class Storage:
             raise UserError(f"storage {self.uri}: bucket {bucket!r} does not exist")
 
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self._path(rel)).type != pafs.FileType.NotFound
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open_input_stream(self._path(rel)) as f:
+        with self.fs.open_input_stream(self.path(rel)) as f:
             return f.read()
 
     def read_text(self, rel: str) -> str | None:
@@ -135,7 +136,7 @@ class Storage:
         Only commit points need `atomic` (a PUT to S3 is atomic anyway): an artifact is trusted
         through the manifest's checksum, not through how it was written.
         """
-        path = self._path(rel)
+        path = self.path(rel)
         if self.local:
             parent = posixpath.dirname(path)
             if parent not in self._made:
@@ -152,12 +153,12 @@ class Storage:
 
     def delete_dir(self, rel: str) -> None:
         if self.exists(rel):
-            self.fs.delete_dir(self._path(rel))
-            self._made = {d for d in self._made if not d.startswith(self._path(rel))}
+            self.fs.delete_dir(self.path(rel))
+            self._made = {d for d in self._made if not d.startswith(self.path(rel))}
 
     def list_dir(self, rel: str) -> list[str]:
         """Names directly under rel (files and directories), sorted; [] if it does not exist."""
-        selector = pafs.FileSelector(self._path(rel), allow_not_found=True)
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
         return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(selector))
 
 

@@ -25,7 +25,15 @@ def ray_cluster():
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # Workers import test modules by name (training loops defined in tests), as pytest does.
+    paths = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # bars flood captured logs
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"PYTHONPATH": paths}},
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -33,7 +33,7 @@ def test_chain_on_ray_writes_the_run_layout(ray_cluster, tmp_path):
         gen = run / f"gen-{g:04d}"
         assert (gen / "model" / "params.npz").is_file()
         assert (gen / "metrics.json").is_file()
-        table = from_parquet((gen / "samples" / "part-00000.parquet").read_bytes())
+        table = from_parquet((gen / "samples" / "part-000000000.parquet").read_bytes())
         assert table.num_rows == 100 and set(table.column("generation").to_pylist()) == {g}
     manifest = json.loads((run / "manifest.json").read_text())
     mix = manifest["generations"][2]["mix"]
@@ -89,13 +89,13 @@ def test_resume_overwrites_scratch_and_matches_uninterrupted(ray_cluster, tmp_pa
             data={"loop": "fresh_data", "real_fraction": 0.2},
         )
     )
-    worker = ChainWorker(config)
     open_run(config)
+    worker = ChainWorker(config)
     worker.run_generation(0)
     worker.run_generation(1)
     scratch = tmp_path / "x" / "t" / "gen-0002" / "samples"
     scratch.mkdir(parents=True)
-    (scratch / "part-00000.parquet").write_bytes(b"half-written")
+    (scratch / "part-000000000.parquet").write_bytes(b"half-written")
     outcome = run_chain(config)
     assert outcome.start == 2 and [r["generation"] for r in outcome.records] == [2, 3, 4]
     assert metrics_of(RunStore(str(tmp_path / "x" / "t")).committed()) == metrics_of(reference)
@@ -129,9 +129,11 @@ def test_corrupted_shard_is_detected_on_resume(tmp_path):
     config = make_config(str(tmp_path), generations=3)
     open_run(config)
     ChainWorker(config).run_generation(0)
-    shard = tmp_path / "t" / "gen-0000" / "samples" / "part-00000.parquet"
+    shard = tmp_path / "t" / "gen-0000" / "samples" / "part-000000000.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])
-    with pytest.raises(UserError, match="gen-0000/samples/part-00000.parquet: checksum mismatch"):
+    with pytest.raises(
+        UserError, match="gen-0000/samples/part-000000000.parquet: checksum mismatch"
+    ):
         ChainWorker(config).run_generation(1)
 
 

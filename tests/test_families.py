@@ -22,6 +22,11 @@ MOG8_CENTRES = 2.0 * np.stack(
 )
 
 
+def draw(family, params, n, rng):
+    """n samples the way the chain draws them: one standard-normal noise row per sample."""
+    return family.sample(params, rng.standard_normal((n, family.noise_dim(params))))
+
+
 def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
@@ -111,7 +116,7 @@ def test_gaussian_samples_reproduce_the_fit(covariance):
         np.float32
     )
     params = gaussian.fit(x, _gauss(covariance), _rng())
-    y = gaussian.sample(params, 200_000, _rng(2))
+    y = draw(gaussian, params, 200_000, _rng(2))
     assert y.shape == (200_000, 3) and y.dtype == np.float32
     fitted_cov = np.diag(params["var"]) if covariance == "diag" else params["cov"]
     np.testing.assert_allclose(y.mean(axis=0), params["mean"], atol=0.02)
@@ -121,7 +126,7 @@ def test_gaussian_samples_reproduce_the_fit(covariance):
 def test_gaussian_full_covariance_samples_from_a_singular_fit():
     x = _rng().standard_normal((3, 6)).astype(np.float32)  # N < d: rank-2 covariance
     params = gaussian.fit(x, _gauss("full"), _rng())
-    y = gaussian.sample(params, 1000, _rng())
+    y = draw(gaussian, params, 1000, _rng())
     assert np.all(np.isfinite(y))
     assert np.linalg.matrix_rank(y - y.mean(axis=0), tol=1e-3) == 2
 
@@ -141,7 +146,7 @@ def _refit_chain(estimator: str, n: int, d: int, generations: int) -> np.ndarray
     for _ in range(generations):
         params = gaussian.fit(x, _gauss("diag", estimator), rng)
         out.append(params["var"])
-        x = gaussian.sample(params, n, rng)
+        x = draw(gaussian, params, n, rng)
     return np.array(out)
 
 
@@ -172,7 +177,7 @@ def test_kde_round_adds_h2_variance_per_dim():
     x = _rng().standard_normal((2000, 20)).astype(np.float32)
     params = kde.fit(x, KDEModel(family="kde", bandwidth=0.5), _rng())
     assert float(params["bandwidth"]) == 0.5
-    y = kde.sample(params, 100_000, _rng(1))
+    y = draw(kde, params, 100_000, _rng(1))
     assert y.shape == (100_000, 20) and y.dtype == np.float32
     added = y.var(axis=0).mean() - x.astype(np.float64).var(axis=0).mean()
     assert abs(added - 0.25) < 0.015
@@ -207,7 +212,7 @@ def test_gmm_recovers_mog8_and_samples_each_mode_equally():
     np.testing.assert_allclose(np.linalg.norm(means, axis=1), 2.0, atol=0.05)
     which, dist = _nearest_centre(means)
     assert sorted(which) == list(range(8)) and np.all(dist < 0.05)
-    y = gmm.sample(params, 20_000, _rng(1))
+    y = draw(gmm, params, 20_000, _rng(1))
     assert y.shape == (20_000, 2) and y.dtype == np.float32
     which, dist = _nearest_centre(y)
     np.testing.assert_allclose(np.bincount(which, minlength=8) / len(y), 1 / 8, atol=0.015)
@@ -217,7 +222,7 @@ def test_gmm_recovers_mog8_and_samples_each_mode_equally():
 def test_gmm_with_too_few_components_merges_modes():
     x = toy_sample("mog8", 4000, 2, _rng())
     params = gmm.fit(x, GMMModel(family="gmm", components=4), _rng())
-    y = gmm.sample(params, 20_000, _rng(1))
+    y = draw(gmm, params, 20_000, _rng(1))
     _, dist_real = _nearest_centre(x)
     _, dist_fake = _nearest_centre(y)
     assert np.mean(dist_real > 0.6) < 0.02
@@ -228,7 +233,7 @@ def test_gmm_with_too_few_components_merges_modes():
 def test_gmm_every_covariance_type_samples_its_fit(covariance):
     x = toy_sample("two_moons", 3000, 2, _rng())
     config = GMMModel(family="gmm", components=6, covariance=covariance)
-    y = gmm.sample(gmm.fit(x, config, _rng()), 50_000, _rng(1))
+    y = draw(gmm, gmm.fit(x, config, _rng()), 50_000, _rng(1))
     np.testing.assert_allclose(y.mean(axis=0), x.mean(axis=0), atol=0.03)
     np.testing.assert_allclose(y.var(axis=0), x.var(axis=0), rtol=0.08)
 
@@ -261,8 +266,8 @@ def test_params_survive_npz_without_pickle_and_sampling_is_seeded(config):
     buf.seek(0)
     with np.load(buf, allow_pickle=False) as npz:
         loaded = dict(npz)
-    a = family.sample(params, 50, _rng(5))
-    np.testing.assert_array_equal(a, family.sample(loaded, 50, _rng(5)))
+    a = draw(family, params, 50, _rng(5))
+    np.testing.assert_array_equal(a, draw(family, loaded, 50, _rng(5)))
     assert a.shape == (50, 2) and a.dtype == np.float32
-    assert not np.array_equal(a, family.sample(params, 50, _rng(6)))
+    assert not np.array_equal(a, draw(family, params, 50, _rng(6)))
     assert isinstance(family.describe(params), dict)

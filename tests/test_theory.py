@@ -18,7 +18,7 @@ def records(tmp_path, n, generations, dims=DIMS, model=None, data=None):
     data = {
         "real": "toy:gaussian",
         "dim": dims,
-        "n_real": 100_000,
+        "n_real": n * (generations + 1),  # enough fresh rows for every generation
         "n_train": n,
         "n_eval": 50,
         **(data or {}),

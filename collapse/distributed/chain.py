@@ -39,7 +39,8 @@ class RemoteWorker:
 def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
     ensure_ray()
     env = storage_env()
-    options: dict[str, Any] = {"num_cpus": 1, "max_restarts": 0}
+    # With a sampling pool the chain's actor only orchestrates: its CPU goes to the pool.
+    options: dict[str, Any] = {"num_cpus": 0 if config.sample.workers else 1, "max_restarts": 0}
     if env:
         options["runtime_env"] = {"env_vars": env}
     actor = ray.remote(ChainWorker).options(**options).remote(config)

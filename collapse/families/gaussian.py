@@ -25,9 +25,13 @@ def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray
     return {"mean": mean, "cov": centred.T @ centred / (len(x) - ddof)}
 
 
-def sample(params: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+def noise_dim(params: dict[str, np.ndarray]) -> int:
+    return int(params["mean"].shape[0])
+
+
+def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     mean = params["mean"]
-    z = rng.standard_normal((n, mean.shape[0]))
+    z = np.asarray(noise, dtype=np.float64)
     if "var" in params:
         return (mean + z * np.sqrt(params["var"])).astype(np.float32)
     # eigh rather than Cholesky: a covariance fitted to N <= d rows is singular, and rounding

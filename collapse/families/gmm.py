@@ -8,6 +8,7 @@ estimator.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 from sklearn.mixture import GaussianMixture
 
 
@@ -31,13 +32,20 @@ def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray
     }
 
 
-def sample(params: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+def noise_dim(params: dict[str, np.ndarray]) -> int:
+    return int(params["means"].shape[1]) + 1  # which component, then its Gaussian noise
+
+
+def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     weights = np.asarray(params["weights"], dtype=np.float64)
     means = params["means"]
     kind = str(params["covariance_type"])
     cov = params["covariances"]
-    component = rng.choice(len(weights), size=n, p=weights / weights.sum())
-    z = rng.standard_normal((n, means.shape[1]))
+    cumulative = np.cumsum(weights / weights.sum())
+    component = np.minimum(
+        np.searchsorted(cumulative, ndtr(noise[:, 0]), side="right"), len(weights) - 1
+    )
+    z = np.asarray(noise[:, 1:], dtype=np.float64)
     if kind == "spherical":
         return (means[component] + z * np.sqrt(cov[component])[:, None]).astype(np.float32)
     if kind == "diag":

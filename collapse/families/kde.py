@@ -18,6 +18,7 @@ isotropic and so has one scale.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 
 
 def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -40,11 +41,16 @@ def bandwidth(x: np.ndarray, rule: float | str) -> float:
     raise ValueError(f"unknown bandwidth rule {rule!r}; allowed: a number > 0, scott, silverman")
 
 
-def sample(params: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+def noise_dim(params: dict[str, np.ndarray]) -> int:
+    return int(params["points"].shape[1]) + 1  # which point, then the kernel's noise
+
+
+def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     points = params["points"]
     h = float(params["bandwidth"])
-    rows = points[rng.integers(len(points), size=n)].astype(np.float64)
-    return (rows + h * rng.standard_normal(rows.shape)).astype(np.float32)
+    pick = np.minimum((ndtr(noise[:, 0]) * len(points)).astype(np.int64), len(points) - 1)
+    rows = points[pick].astype(np.float64)
+    return (rows + h * noise[:, 1:]).astype(np.float32)
 
 
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:

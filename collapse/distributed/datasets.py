@@ -1,0 +1,80 @@
+"""A generation's training set as a Ray Data dataset, built from its mix plan.
+
+Each part of the plan (real rows of a prepared dataset, or rows of an earlier generation's
+sample shards) reads only the shards that hold its rows, keeps exactly the planned ids, and the
+parts are unioned and shuffled globally, so every batch mixes real and synthetic rows in the
+planned proportion and no process ever holds the whole set. Rows reach the Ray Train workers
+through `get_dataset_shard`, as model inputs: `x` (float32 vectors, or CHW images in [-1, 1]),
+`generation` (-1 for real rows) and `id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from collapse.data.mix import MixPart
+from collapse.data.space import DataSpace
+from collapse.storage import Storage
+
+
+def _overlapping(shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]) -> list[str]:
+    """Paths of the shards (rows in id order) that hold any id in the ranges."""
+    starts = np.cumsum([0] + [s["rows"] for s in shards])
+    return [
+        s["path"]
+        for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+        if any(a < hi and lo < b for a, b in ranges)
+    ]
+
+
+def _keep_ids(table: pa.Table, ranges: Sequence[tuple[int, int]]) -> pa.Table:
+    ids = table.column("id")
+    mask = None
+    for a, b in ranges:
+        inside = pc.and_(pc.greater_equal(ids, a), pc.less(ids, b))
+        mask = inside if mask is None else pc.or_(mask, inside)
+    return table.filter(mask)
+
+
+def _part(storage: Storage, shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]):
+    paths = [storage.path(p) for p in _overlapping(shards, ranges)]
+    return ray.data.read_parquet(paths, filesystem=storage.fs).map_batches(
+        _keep_ids,
+        fn_kwargs={"ranges": [tuple(r) for r in ranges]},
+        batch_format="pyarrow",
+        batch_size=None,
+    )
+
+
+def _model_input(table: pa.Table, space: DataSpace) -> dict[str, np.ndarray]:
+    """Shard rows as a model consumes them (see the module docstring)."""
+    x = space.to_vectors(table)
+    if space.kind == "image":
+        x = x.reshape(len(x), *space.shape).transpose(0, 3, 1, 2).copy()
+    generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
+    return {"x": x, "generation": generation, "id": table.column("id").to_numpy()}
+
+
+def training_dataset(
+    plan: Sequence[MixPart],
+    real: tuple[Storage, Sequence[dict[str, Any]]],
+    samples: dict[int, tuple[Storage, Sequence[dict[str, Any]]]],
+    space: DataSpace,
+    seed: int,
+) -> ray.data.Dataset:
+    """The planned rows: `real` is the pool's (storage, shards); `samples` maps each generation
+    the plan names to its (storage, sample shards), both as their indexes list them."""
+    parts = []
+    for part in plan:
+        storage, shards = real if part.source == "real" else samples[part.generation]
+        parts.append(_part(storage, shards, part.rows))
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return ds.random_shuffle(seed=seed).map_batches(
+        _model_input, fn_kwargs={"space": space}, batch_format="pyarrow"
+    )

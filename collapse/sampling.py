@@ -1,0 +1,54 @@
+"""A generation's samples, written as shards: one function for the chain's own worker and for
+each actor of a distributed sampling pool.
+
+Row `id` of generation g is `family.sample(params, noise)` with the noise of (seed, g, id)
+(`collapse.noise`), so the samples are the same however the rows are split into batches or
+over actors, and a shard is named by its first id, so a retried batch overwrites itself
+instead of adding a duplicate.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from collapse.data.shards import to_parquet
+from collapse.data.space import DataSpace
+from collapse.noise import row_normals
+from collapse.storage import RunStore
+
+
+def draw(
+    family: ModuleType, params: dict[str, np.ndarray], seed: int, generation: int, ids: np.ndarray
+) -> np.ndarray:
+    noise = row_normals(seed, ids, family.noise_dim(params), stream=generation)
+    return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32)
+
+
+def write_batch(
+    store: RunStore, space: DataSpace, generation: int, x: np.ndarray, ids: np.ndarray
+) -> dict[str, Any]:
+    table = space.to_table(x, "synthetic", generation, ids)
+    name = f"samples/part-{int(ids[0]):09d}.parquet"
+    return store.write_artifact(generation, name, to_parquet(table), rows=len(ids))
+
+
+def sample_locally(
+    store: RunStore,
+    space: DataSpace,
+    family: ModuleType,
+    params: dict[str, np.ndarray],
+    seed: int,
+    generation: int,
+    n: int,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    shards = []
+    for start in range(0, n, batch_size):
+        ids = np.arange(start, min(start + batch_size, n), dtype=np.int64)
+        shards.append(
+            write_batch(store, space, generation, draw(family, params, seed, generation, ids), ids)
+        )
+    return shards
