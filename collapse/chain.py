@@ -51,8 +51,6 @@ class ChainWorker:
         self.family = get_family(config.model.family)
         where = real.locate(config, self.store)
         pool, held_out = open_dataset(where.pool_uri), open_dataset(where.held_out_uri)
-        pool.verify()
-        held_out.verify()
         self.space = DataSpace.of_index(pool.index)
         self.real = self.space.to_vectors(pool.read_rows([where.pool_rows]))
         self.held_out = self.space.to_vectors(held_out.read_rows([where.held_out_rows]))

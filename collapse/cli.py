@@ -1,4 +1,4 @@
-"""The `collapse` command: run | resume | report (DESIGN.md "CLI contract").
+"""The `collapse` command: run | resume | report | prepare (DESIGN.md "CLI contract").
 
 User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
 """
@@ -40,6 +40,26 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_uri", help="the run's directory, e.g. ./runs/quickstart")
     resume.add_argument("--quiet", action="store_true", help="no progress output")
 
+    prepare = commands.add_parser(
+        "prepare", help="write a real data source as checksummed parquet shards (+ _dataset.json)"
+    )
+    prepare.add_argument(
+        "source",
+        help="sklearn:digits | torchvision:cifar10 | torchvision:mnist "
+        "| folder:PATH | toy:gaussian|mog8|two_moons",
+    )
+    prepare.add_argument("--out", required=True, help="local dir or s3://bucket/prefix")
+    prepare.add_argument("--split", choices=["train", "test"], default="train")
+    prepare.add_argument("--limit", type=int, help="keep the first N rows (toy: rows to draw)")
+    prepare.add_argument("--size", type=int, help="resize images to SIZE x SIZE (e.g. 16, 32)")
+    prepare.add_argument("--seed", type=int, default=0, help="toy sources: random seed")
+    prepare.add_argument("--dim", type=int, default=2, help="toy:gaussian: dimension")
+    prepare.add_argument("--root", help="torchvision: directory with (or for) the downloaded files")
+    prepare.add_argument(
+        "--captions", help="folder: JSON lines {file, text}; default captions.jsonl"
+    )
+    prepare.add_argument("--rows-per-shard", type=int, help="default: about 96 MiB per shard")
+
     report = commands.add_parser("report", help="tables and plots of one run or many")
     report.add_argument("run_uris", nargs="+", metavar="RUN_URI")
     report.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -63,6 +83,8 @@ def _dispatch(args: argparse.Namespace) -> None:
         _run_chain(config_of_run(args.run_uri), args.quiet)
     elif args.command == "report":
         _report(args)
+    elif args.command == "prepare":
+        _prepare(args)
 
 
 def _run_chain(config, quiet: bool) -> None:
@@ -72,6 +94,28 @@ def _run_chain(config, quiet: bool) -> None:
     progress = ChainProgress(config, quiet=quiet)
     outcome = run_chain(config, on_start=progress.start, on_generation=progress.generation)
     progress.finish(outcome.uri, outcome.records, outcome.already_complete)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from collapse.prepare import prepare
+
+    dataset = prepare(
+        args.source,
+        args.out,
+        split=args.split,
+        limit=args.limit,
+        size=args.size,
+        seed=args.seed,
+        dim=args.dim,
+        root=args.root,
+        captions=args.captions,
+        rows_per_shard=args.rows_per_shard,
+    )
+    shape = dataset.index.get("shape") or [dataset.index.get("dim")]
+    print(
+        f"prepared {dataset.rows} rows of {args.source} ({args.split}, {dataset.kind} "
+        f"{'x'.join(map(str, shape))}) in {len(dataset.shard_uris())} shards at {dataset.uri}"
+    )
 
 
 def _report(args: argparse.Namespace) -> None:

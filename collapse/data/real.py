@@ -42,7 +42,8 @@ def locate(config: RunConfig, store: RunStore) -> RealData:
 
 
 def ensure(config: RunConfig, store: RunStore) -> RealData:
-    """Prepare the run's real data if it is not there yet, and check there is enough of it."""
+    """Prepare the run's real data if it is not there yet, and check it before any training:
+    every shard against its index (missing, truncated, checksum, schema) and the row counts."""
     from collapse.data.dataset import DATASET_INDEX, open_dataset
     from collapse.prepare import prepare
 
@@ -62,11 +63,14 @@ def ensure(config: RunConfig, store: RunStore) -> RealData:
     for uri, split, limit, source in jobs:
         if not RunStore(uri).storage.exists(DATASET_INDEX):
             prepare(source, uri, split=split, limit=limit, **common)
+    datasets = {uri: open_dataset(uri) for uri in (real.pool_uri, real.held_out_uri)}
+    for dataset in datasets.values():
+        dataset.verify()
     for uri, (_, stop), what in (
         (real.pool_uri, real.pool_rows, "data.n_real"),
         (real.held_out_uri, real.held_out_rows, "data.n_eval"),
     ):
-        rows = open_dataset(uri).rows
+        rows = datasets[uri].rows
         if rows < stop:
             raise UserError(f"{what}: the run needs {stop} rows of {uri}, which has {rows}")
     return real

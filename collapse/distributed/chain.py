@@ -16,8 +16,14 @@ import ray
 
 from collapse.chain import ChainWorker
 from collapse.config import RunConfig
-from collapse.distributed.runtime import ensure_ray, storage_env
+from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
 from collapse.errors import UserError
+
+
+class _ChainActor(ChainWorker):
+    def __init__(self, config: RunConfig, settings: dict[str, str]):
+        use_storage_settings(settings)
+        super().__init__(config)
 
 
 class RemoteWorker:
@@ -38,12 +44,9 @@ class RemoteWorker:
 @contextmanager
 def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
     ensure_ray()
-    env = storage_env()
     # With a sampling pool the chain's actor only orchestrates: its CPU goes to the pool.
     options: dict[str, Any] = {"num_cpus": 0 if config.sample.workers else 1, "max_restarts": 0}
-    if env:
-        options["runtime_env"] = {"env_vars": env}
-    actor = ray.remote(ChainWorker).options(**options).remote(config)
+    actor = ray.remote(_ChainActor).options(**options).remote(config, storage_settings())
     try:
         yield RemoteWorker(actor)
     finally:

@@ -31,10 +31,15 @@ def ensure_ray() -> None:
     )
 
 
-def storage_env() -> dict[str, str]:
-    """The driver's storage settings, passed to workers that may run on other nodes.
+def storage_settings() -> dict[str, str]:
+    """The driver's storage settings (endpoint, region, credentials), for workers on any node.
 
-    Passed through the runtime env (never written to the run), so the credentials reach the
-    worker the same way they reached the driver.
+    They travel as call arguments and are applied with `use_storage_settings` in the worker.
+    Not through a runtime env: Ray's runtime-env agent writes those, values and all, into its
+    log, and neither the endpoint nor a credential may ever reach a log or a run's files.
     """
     return {k: os.environ[k] for k in _STORAGE_ENV if os.environ.get(k)}
+
+
+def use_storage_settings(settings: dict[str, str]) -> None:
+    os.environ.update(settings)

@@ -16,7 +16,7 @@ import ray
 
 from collapse.config import RunConfig
 from collapse.data.space import DataSpace
-from collapse.distributed.runtime import storage_env
+from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.families import get_family
 from collapse.sampling import draw, write_batch
 from collapse.storage import RunStore
@@ -31,7 +31,9 @@ class _Sampler:
         space: DataSpace,
         seed: int,
         generation: int,
+        settings: dict[str, str],
     ):
+        use_storage_settings(settings)
         self.store = RunStore(run_uri)
         with np.load(io.BytesIO(self.store.read_artifact(model)), allow_pickle=False) as npz:
             self.params = {k: npz[k] for k in npz.files}
@@ -50,7 +52,6 @@ def sample_with_ray_data(
 ) -> list[dict[str, Any]]:
     """Sample `config.sample.n` rows on `config.sample.workers` actors; shard descriptors by id."""
     use_gpu = config.train.use_gpu
-    env = storage_env()
     # One block per batch, made in the caller: no read tasks compete with the pool for CPUs,
     # and the pool's actors share the blocks between them.
     n, batch = config.sample.n, config.sample.batch_size
@@ -66,13 +67,13 @@ def sample_with_ray_data(
                 "space": space,
                 "seed": config.seed,
                 "generation": generation,
+                "settings": storage_settings(),
             },
             batch_size=None,
             batch_format="numpy",
             concurrency=config.sample.workers,
             num_cpus=0 if use_gpu else 1,
             num_gpus=1 if use_gpu else 0,
-            **({"runtime_env": {"env_vars": env}} if env else {}),
         )
         .take_all()
     )
