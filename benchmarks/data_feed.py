@@ -1,6 +1,6 @@
 """Feed rate of a generation's training set into Ray Train, against a plain PyTorch DataLoader.
 
-    python benchmarks/data_feed.py [--rows 20000] [--batch-size 256] [--epochs 5]
+    python benchmarks/data_feed.py [--rows 20000] [--batch-size 256] [--epochs 8]
 
 Prints figures; it is a measurement, not a test. Users pay for GPU hours, so the data plane
 must never be what a training step waits on: the feed has to deliver model inputs at least as
@@ -19,7 +19,8 @@ the first batch per worker. The baseline, in this process, is a `torch.utils.dat
 with 2 worker processes over the same parquet files: each worker reads whole shards with
 pyarrow, shuffles rows within a shard, and decodes them to float32 CHW in [-1, 1] with
 `DataSpace.to_vectors` and the same reshape/transpose, into batches of the same size. Rates
-are given as rows/s, MiB/s of decoded float32 model input, and MiB/s of parquet read.
+are given as rows/s, MiB/s of decoded float32 model input, and MiB/s of parquet read, and
+also from the first batch on, which leaves out start-up (the goal is judged on the whole run).
 
 The comparison leans towards the baseline. The Ray path does more per row than the loader:
 it keeps only the planned ids of each shard and shuffles globally (a full all-to-all, so its
@@ -267,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--rows-per-shard", type=int, default=2_500)
     args = parser.parse_args()
 
@@ -298,8 +299,14 @@ def main() -> None:
         f"{ray_data['fit_s']:.2f} s (includes worker start-up)"
     )
     ratio = ray_rate / base
+    steady = (ray_data["steady_rows"] / ray_data["steady_s"]) / (
+        loader["steady_rows"] / loader["steady_s"]
+    )
     verdict = "met" if ratio >= GOAL else "MISSED"
-    print(f"ratio Ray Data / DataLoader rows/s: {ratio:.2f}; goal >= {GOAL:.1f}: {verdict}")
+    print(
+        f"ratio Ray Data / DataLoader rows/s: {ratio:.2f} ({steady:.2f} from the first batch on); "
+        f"goal >= {GOAL:.1f}: {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.families import get_family
 from collapse.metrics import evaluate
-from collapse.sampling import sample_locally
-from collapse.storage import RunStore
+from collapse.sampling import keeps_noise, sample_locally
+from collapse.storage import RunStore, Storage
 
 _STREAMS = {"fit": 2}
 
@@ -49,12 +49,20 @@ class ChainWorker:
         self.config = config
         self.store = RunStore.for_config(config.storage, config.name)
         self.family = get_family(config.model.family)
-        where = real.locate(config, self.store)
-        pool, held_out = open_dataset(where.pool_uri), open_dataset(where.held_out_uri)
-        self.space = DataSpace.of_index(pool.index)
-        self.real = self.space.to_vectors(pool.read_rows([where.pool_rows]))
-        self.held_out = self.space.to_vectors(held_out.read_rows([where.held_out_rows]))
+        self._where = real.locate(config, self.store)
+        self._pool = open_dataset(self._where.pool_uri)
+        held_out = open_dataset(self._where.held_out_uri)
+        self.space = DataSpace.of_index(self._pool.index)
+        self.held_out = self.space.to_vectors(held_out.read_rows([self._where.held_out_rows]))
+        self._real: np.ndarray | None = None
         self._samples: dict[int, np.ndarray] = {}
+
+    @property
+    def real(self) -> np.ndarray:
+        """The real pool in memory, for closed-form fits only (trained families stream it)."""
+        if self._real is None:
+            self._real = self.space.to_vectors(self._pool.read_rows([self._where.pool_rows]))
+        return self._real
 
     def run_generation(self, generation: int) -> dict[str, Any]:
         cfg, store = self.config, self.store
@@ -71,8 +79,7 @@ class ChainWorker:
             [record["sample_rows"] for record in committed],
         )
         clock = time.perf_counter()
-        x = self._training_set(plan)
-        params = self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
+        params = self._train(plan, generation)
         model = store.write_artifact(generation, "model/params.npz", _npz(params))
         timings = {"train_s": time.perf_counter() - clock}
 
@@ -89,7 +96,7 @@ class ChainWorker:
         record = {
             "generation": generation,
             "mix": [part.as_record() for part in plan],
-            "train_rows": len(x),
+            "train_rows": sum(part.count for part in plan),
             "sample_rows": len(samples),
             "samples": shards,
             "model": [model],
@@ -107,6 +114,36 @@ class ChainWorker:
         for generation in range(start, stop):
             yield self.run_generation(generation)
 
+    def _train(self, plan: list[MixPart], generation: int) -> dict[str, np.ndarray]:
+        cfg = self.config
+        if not getattr(self.family, "trains_on_ray", False):
+            x = self._training_set(plan)
+            return self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
+        from collapse.distributed.datasets import training_dataset
+        from collapse.distributed.train import train_generation
+
+        committed = self.store.committed()
+        samples = {
+            p.generation: (self.store.storage, committed[p.generation]["samples"])
+            for p in plan
+            if p.source == "synthetic"
+        }
+        real_shards = (Storage(self._pool.uri), self._pool.index["shards"])
+        seed = cfg.seed * 100_003 + generation
+        dataset = training_dataset(
+            plan, real_shards, samples, self.space, seed=seed, paired=keeps_noise(cfg)
+        )
+        init = None
+        if cfg.model.init == "previous" and generation > 0:
+            init = self.family.weights(self._params_of(generation - 1))
+        weights = train_generation(cfg, self.store.storage, generation, dataset, self.space, init)
+        return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
+
+    def _params_of(self, generation: int) -> dict[str, np.ndarray]:
+        data = self.store.read_artifact(self.store.committed()[generation]["model"][0])
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
     def _sample(
         self, params: dict[str, np.ndarray], model: dict[str, Any], generation: int
     ) -> list[dict]:
@@ -121,6 +158,7 @@ class ChainWorker:
                 generation,
                 cfg.sample.n,
                 cfg.sample.batch_size,
+                keeps_noise(cfg),
             )
         from collapse.distributed.sampling import sample_with_ray_data
 

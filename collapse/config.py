@@ -88,6 +88,16 @@ class KDEModel(_Section):
     bandwidth: Annotated[float, Field(gt=0)] | Literal["scott", "silverman"] = "scott"
 
 
+class RectifiedFlowModel(_Section):
+    """Rectified flow (Liu et al. 2022) trained on Ray Train. `net` configures the velocity net
+    (vectors: hidden, depth, time_embed; images: preset tiny|small|ddpm_cifar10 plus any
+    diffusers UNet2DModel key); `init: previous` warm-starts each generation from the last."""
+
+    family: Literal["rectified_flow"]
+    net: dict[str, Any] = Field(default_factory=dict)
+    init: Literal["previous", "scratch"] = "previous"
+
+
 class GMMModel(_Section):
     """Gaussian mixture fitted by EM (scikit-learn)."""
 
@@ -97,14 +107,20 @@ class GMMModel(_Section):
     max_iter: int = Field(200, ge=1, le=100_000)
 
 
-ModelConfig = Annotated[GaussianModel | KDEModel | GMMModel, Field(discriminator="family")]
-FAMILIES = ("gaussian", "kde", "gmm")
+ModelConfig = Annotated[
+    GaussianModel | KDEModel | GMMModel | RectifiedFlowModel, Field(discriminator="family")
+]
+FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow")
 
 
 class StrategyConfig(_Section):
-    """Mitigation of collapse applied by the chain; `none` runs the plain loop."""
+    """Mitigation of collapse applied by the chain; `none` runs the plain loop.
 
-    name: Literal["none"] = "none"
+    `reflow` (rectified_flow only): each generation's samples keep their noise, and the next
+    generation trains on those (noise, sample) pairs instead of fresh independent noise: the
+    self-consuming reflow loop of Zhu et al. (arXiv 2412.08175) that collapses."""
+
+    name: Literal["none", "reflow"] = "none"
 
 
 class TrainConfig(_Section):
@@ -116,6 +132,12 @@ class TrainConfig(_Section):
     steps: int = Field(1000, ge=1, le=10**9)
     lr: float = Field(1e-3, gt=0, le=10)
     precision: Literal["fp32", "bf16"] = "fp32"
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(500, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0, le=1024)
+    max_failures: int = Field(2, ge=0, le=1000)
+    compile: bool = False
 
 
 class SampleConfig(_Section):
@@ -151,6 +173,8 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> RunConfig:
+        if self.strategy.name == "reflow" and self.model.family != "rectified_flow":
+            raise ValueError("strategy.name: reflow needs model.family rectified_flow")
         if self.sample.n is None:
             self.sample.n = self.data.n_train
         if self.data.loop != "accumulate":
@@ -303,7 +327,12 @@ def _allowed_keys(loc: tuple) -> list[str]:
         if model is RunConfig and part == "model":
             continue
         if part in FAMILIES:
-            model = {"gaussian": GaussianModel, "kde": KDEModel, "gmm": GMMModel}[part]
+            model = {
+                "gaussian": GaussianModel,
+                "kde": KDEModel,
+                "gmm": GMMModel,
+                "rectified_flow": RectifiedFlowModel,
+            }[part]
             continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None

@@ -14,23 +14,36 @@ from typing import Any
 
 import numpy as np
 
+from collapse.config import RunConfig
 from collapse.data.shards import to_parquet
 from collapse.data.space import DataSpace
 from collapse.noise import row_normals
 from collapse.storage import RunStore
 
 
+def keeps_noise(config: RunConfig) -> bool:
+    """Reflow trains the next generation on (noise, sample) pairs: store the noise with them."""
+    return config.strategy.name == "reflow"
+
+
 def draw(
     family: ModuleType, params: dict[str, np.ndarray], seed: int, generation: int, ids: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, the noise each was drawn from)."""
     noise = row_normals(seed, ids, family.noise_dim(params), stream=generation)
-    return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32)
+    return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32), noise
 
 
 def write_batch(
-    store: RunStore, space: DataSpace, generation: int, x: np.ndarray, ids: np.ndarray
+    store: RunStore,
+    space: DataSpace,
+    generation: int,
+    x: np.ndarray,
+    ids: np.ndarray,
+    noise: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    table = space.to_table(x, "synthetic", generation, ids)
+    """One shard of samples; with `noise`, the (noise, sample) pairs that reflow trains on."""
+    table = space.to_table(x, "synthetic", generation, ids, noise=noise)
     name = f"samples/part-{int(ids[0]):09d}.parquet"
     return store.write_artifact(generation, name, to_parquet(table), rows=len(ids))
 
@@ -44,11 +57,11 @@ def sample_locally(
     generation: int,
     n: int,
     batch_size: int,
+    keep_noise: bool = False,
 ) -> list[dict[str, Any]]:
     shards = []
     for start in range(0, n, batch_size):
         ids = np.arange(start, min(start + batch_size, n), dtype=np.int64)
-        shards.append(
-            write_batch(store, space, generation, draw(family, params, seed, generation, ids), ids)
-        )
+        x, noise = draw(family, params, seed, generation, ids)
+        shards.append(write_batch(store, space, generation, x, ids, noise if keep_noise else None))
     return shards

@@ -26,6 +26,7 @@ from collapse.errors import UserError
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 MANIFEST_FORMAT = 1
+TRAIN_DIR = "train"  # a generation's Ray Train run (checkpoints), kept across restarts
 
 
 def generation_dir(generation: int) -> str:
@@ -151,6 +152,13 @@ class Storage:
             with self.fs.open_output_stream(path) as f:
                 f.write(data)
 
+    def delete(self, rel: str) -> None:
+        """Delete a file or a directory tree."""
+        if self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory:
+            self.delete_dir(rel)
+        else:
+            self.fs.delete_file(self.path(rel))
+
     def delete_dir(self, rel: str) -> None:
         if self.exists(rel):
             self.fs.delete_dir(self.path(rel))
@@ -245,5 +253,13 @@ class RunStore:
         return data
 
     def clear_generation(self, generation: int) -> None:
-        """Remove an uncommitted generation's scratch so a rerun starts from clean files."""
-        self.storage.delete_dir(generation_dir(generation))
+        """Remove an uncommitted generation's scratch so a rerun starts from clean files, all but
+        its Ray Train checkpoints (`train/`), from which its training continues."""
+        folder = generation_dir(generation)
+        names = self.storage.list_dir(folder)
+        if TRAIN_DIR not in names:
+            self.storage.delete_dir(folder)
+            return
+        for name in names:
+            if name != TRAIN_DIR:
+                self.storage.delete(f"{folder}/{name}")

@@ -10,6 +10,7 @@ import pytest
 from collapse.config import validate
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import plan_mix
+from collapse.data.shards import table_to_images
 from collapse.data.space import DataSpace
 from collapse.families import gaussian
 from collapse.prepare import prepare
@@ -108,7 +109,7 @@ def _planned_rows(plan):
     return expected
 
 
-def test_image_rows_reach_workers_as_chw_floats(ray_cluster, tmp_path):
+def test_image_rows_reach_workers_as_chw_bytes(ray_cluster, tmp_path):
     from collapse.distributed.datasets import training_dataset
 
     pool = prepare("sklearn:digits", str(tmp_path / "digits"), limit=64, rows_per_shard=20)
@@ -116,8 +117,9 @@ def test_image_rows_reach_workers_as_chw_floats(ray_cluster, tmp_path):
     space = DataSpace.of_index(pool.index)
     ds = training_dataset(plan, (Storage(pool.uri), pool.index["shards"]), {}, space, seed=0)
     batch = next(iter(ds.iter_batches(batch_size=64, batch_format="numpy")))
-    assert batch["x"].shape == (64, 1, 8, 8) and batch["x"].dtype == np.float32
-    assert batch["x"].min() >= -1.0 and batch["x"].max() <= 1.0
+    assert batch["x"].shape == (64, 1, 8, 8) and batch["x"].dtype == np.uint8  # CHW bytes
+    images = table_to_images(pool.read_rows([(0, 64)])).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(batch["x"][np.argsort(batch["id"])], images)
     assert sorted(batch["id"].tolist()) == list(range(64))
     np.testing.assert_array_equal(batch["generation"], np.full(64, -1))
 

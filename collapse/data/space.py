@@ -49,10 +49,15 @@ class DataSpace:
         return (images.reshape(len(images), -1).astype(np.float32) / 127.5) - 1.0
 
     def to_table(
-        self, x: np.ndarray, source: str, generation: int | None, ids: np.ndarray
+        self,
+        x: np.ndarray,
+        source: str,
+        generation: int | None,
+        ids: np.ndarray,
+        noise: np.ndarray | None = None,
     ) -> pa.Table:
         if self.kind == "vector":
-            return vectors_to_table(x, source, generation, ids=ids)
+            return vectors_to_table(x, source, generation, ids=ids, noise=noise)
         pixels = np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255)
         images = pixels.astype(np.uint8).reshape(len(x), *self.shape)
-        return images_to_table(images, source, generation, ids=ids)
+        return images_to_table(images, source, generation, ids=ids, noise=noise)

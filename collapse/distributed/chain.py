@@ -18,6 +18,7 @@ from collapse.chain import ChainWorker
 from collapse.config import RunConfig
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
 from collapse.errors import UserError
+from collapse.families import get_family
 
 
 class _ChainActor(ChainWorker):
@@ -44,8 +45,11 @@ class RemoteWorker:
 @contextmanager
 def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
     ensure_ray()
-    # With a sampling pool the chain's actor only orchestrates: its CPU goes to the pool.
-    options: dict[str, Any] = {"num_cpus": 0 if config.sample.workers else 1, "max_restarts": 0}
+    # With a sampling pool or Ray Train workers the chain's actor only orchestrates: its CPU
+    # goes to them.
+    trains = getattr(get_family(config.model.family), "trains_on_ray", False)
+    cpus = 0 if config.sample.workers or trains else 1
+    options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0}
     actor = ray.remote(_ChainActor).options(**options).remote(config, storage_settings())
     try:
         yield RemoteWorker(actor)

@@ -4,8 +4,8 @@ Each part of the plan (real rows of a prepared dataset, or rows of an earlier ge
 sample shards) reads only the shards that hold its rows, keeps exactly the planned ids, and the
 parts are unioned and shuffled globally, so every batch mixes real and synthetic rows in the
 planned proportion and no process ever holds the whole set. Rows reach the Ray Train workers
-through `get_dataset_shard`, as model inputs: `x` (float32 vectors, or CHW images in [-1, 1]),
-`generation` (-1 for real rows) and `id`.
+through `get_dataset_shard`, as model inputs: `x` (float32 vectors, or uint8 CHW images),
+`generation` (-1 for real rows) and `id`, plus `noise` and `paired` for reflow pairs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import ray
 
 from collapse.data.mix import MixPart
+from collapse.data.shards import table_to_images
 from collapse.data.space import DataSpace
 from collapse.storage import Storage
 
@@ -33,32 +34,61 @@ def _overlapping(shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, i
     ]
 
 
-def _keep_ids(table: pa.Table, ranges: Sequence[tuple[int, int]]) -> pa.Table:
+def _keep_ids(table: pa.Table, ranges: Sequence[tuple[int, int]], noise_dim: int) -> pa.Table:
+    """The planned rows, in one schema for every part: the data, provenance, and (when any part
+    carries reflow pairs) `noise`, null for rows without a stored partner."""
     ids = table.column("id")
     mask = None
     for a, b in ranges:
         inside = pc.and_(pc.greater_equal(ids, a), pc.less(ids, b))
         mask = inside if mask is None else pc.or_(mask, inside)
-    return table.filter(mask)
+    table = table.filter(mask)
+    data = ["x"] if "x" in table.column_names else ["image", "shape"]
+    kept = table.select([*data, "generation", "id"])
+    if noise_dim:
+        noise_type = pa.list_(pa.float32(), noise_dim)
+        noise = (
+            table.column("noise").cast(noise_type)
+            if "noise" in table.column_names
+            else pa.nulls(table.num_rows, noise_type)
+        )
+        kept = kept.append_column("noise", noise)
+    return kept
 
 
-def _part(storage: Storage, shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]):
+def _part(
+    storage: Storage,
+    shards: Sequence[dict[str, Any]],
+    ranges: Sequence[tuple[int, int]],
+    noise_dim: int,
+) -> ray.data.Dataset:
     paths = [storage.path(p) for p in _overlapping(shards, ranges)]
     return ray.data.read_parquet(paths, filesystem=storage.fs).map_batches(
         _keep_ids,
-        fn_kwargs={"ranges": [tuple(r) for r in ranges]},
+        fn_kwargs={"ranges": [tuple(r) for r in ranges], "noise_dim": noise_dim},
         batch_format="pyarrow",
         batch_size=None,
     )
 
 
 def _model_input(table: pa.Table, space: DataSpace) -> dict[str, np.ndarray]:
-    """Shard rows as a model consumes them (see the module docstring)."""
-    x = space.to_vectors(table)
+    """Shard rows as a model consumes them. Images stay uint8 (CHW) until the training worker
+    scales them, a quarter of the bytes through the object store; noise is CHW as stored."""
     if space.kind == "image":
-        x = x.reshape(len(x), *space.shape).transpose(0, 3, 1, 2).copy()
+        x = table_to_images(table).transpose(0, 3, 1, 2).copy()
+        layout = (space.shape[2], space.shape[0], space.shape[1])
+    else:
+        x = space.to_vectors(table)
+        layout = space.shape
     generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
-    return {"x": x, "generation": generation, "id": table.column("id").to_numpy()}
+    batch = {"x": x, "generation": generation, "id": table.column("id").to_numpy()}
+    if "noise" in table.column_names:
+        column = table.column("noise").combine_chunks()
+        paired = column.is_valid().to_numpy(zero_copy_only=False)
+        noise = np.zeros((len(x), space.dim), dtype=np.float32)
+        noise[paired] = column.filter(paired).flatten().to_numpy().reshape(-1, space.dim)
+        batch.update(noise=noise.reshape(len(x), *layout), paired=paired)
+    return batch
 
 
 def training_dataset(
@@ -67,13 +97,16 @@ def training_dataset(
     samples: dict[int, tuple[Storage, Sequence[dict[str, Any]]]],
     space: DataSpace,
     seed: int,
+    paired: bool = False,
 ) -> ray.data.Dataset:
     """The planned rows: `real` is the pool's (storage, shards); `samples` maps each generation
-    the plan names to its (storage, sample shards), both as their indexes list them."""
+    the plan names to its (storage, sample shards), both as their indexes list them. `paired`:
+    rows bring their stored noise partner (`noise`, `paired`) for reflow."""
+    noise_dim = space.dim if paired else 0
     parts = []
     for part in plan:
         storage, shards = real if part.source == "real" else samples[part.generation]
-        parts.append(_part(storage, shards, part.rows))
+        parts.append(_part(storage, shards, part.rows, noise_dim))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     return ds.random_shuffle(seed=seed).map_batches(
         _model_input, fn_kwargs={"space": space}, batch_format="pyarrow"

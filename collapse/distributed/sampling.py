@@ -18,7 +18,7 @@ from collapse.config import RunConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.families import get_family
-from collapse.sampling import draw, write_batch
+from collapse.sampling import draw, keeps_noise, write_batch
 from collapse.storage import RunStore
 
 
@@ -31,9 +31,11 @@ class _Sampler:
         space: DataSpace,
         seed: int,
         generation: int,
+        keep_noise: bool,
         settings: dict[str, str],
     ):
         use_storage_settings(settings)
+        self.keep_noise = keep_noise
         self.store = RunStore(run_uri)
         with np.load(io.BytesIO(self.store.read_artifact(model)), allow_pickle=False) as npz:
             self.params = {k: npz[k] for k in npz.files}
@@ -42,8 +44,9 @@ class _Sampler:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids = np.concatenate(list(batch["id"])).astype(np.int64)
-        x = draw(self.family, self.params, self.seed, self.generation, ids)
-        shard = write_batch(self.store, self.space, self.generation, x, ids)
+        x, noise = draw(self.family, self.params, self.seed, self.generation, ids)
+        kept = noise if self.keep_noise else None
+        shard = write_batch(self.store, self.space, self.generation, x, ids, kept)
         return {k: np.array([v]) for k, v in shard.items()}
 
 
@@ -67,6 +70,7 @@ def sample_with_ray_data(
                 "space": space,
                 "seed": config.seed,
                 "generation": generation,
+                "keep_noise": keeps_noise(config),
                 "settings": storage_settings(),
             },
             batch_size=None,

@@ -1,0 +1,129 @@
+"""One generation's training on Ray Train: a TorchTrainer per generation, checkpointed into the run.
+
+Each generation is its own Ray Train run, named `train` under `<run>/gen-k/` (DESIGN.md: the
+checkpoints of an in-flight generation live under it), so a restarted generation finds its
+latest checkpoint and continues from that step instead of from step 0; a committed generation
+never trains again. Workers stream the generation's planned rows from Ray Data
+(`get_dataset_shard`) and run the plain PyTorch loop of `collapse.flow.training`, DDP-wrapped by
+`ray.train.torch.prepare_model`, on CPUs or GPUs alike.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray import train as ray_train
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer, get_device, prepare_model
+
+from collapse.config import RunConfig as ChainConfig
+from collapse.data.space import DataSpace
+from collapse.distributed.runtime import storage_settings, use_storage_settings
+from collapse.flow.training import TrainSettings, TrainState, train
+from collapse.storage import Storage
+
+STATE_FILE = "state.pt"
+
+
+def _batches(shard: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The worker's shard, epoch after epoch, as model inputs."""
+    while True:
+        empty = True
+        for batch in shard.iter_torch_batches(batch_size=batch_size):
+            empty = False
+            yield {k: v for k, v in batch.items() if k in ("x", "noise", "paired")}
+        if empty:
+            raise ValueError("this worker's share of the training set is empty")
+
+
+def _loop(cfg: dict[str, Any]) -> None:
+    use_storage_settings(cfg["settings"])
+    from collapse.families import get_family
+
+    family = get_family(cfg["family"])
+    device = get_device()
+    net = family.build_net(cfg["model"], cfg["space"])
+    if cfg["init"] is not None:
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in cfg["init"].items()})
+    settings: TrainSettings = cfg["train"]
+    model = prepare_model(net)
+    if cfg["compile"]:
+        model = torch.compile(model)
+    state = TrainState.create(model, settings, device)
+    checkpoint = ray_train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state.load_state_dict(
+                torch.load(os.path.join(directory, STATE_FILE), map_location=device)
+            )
+
+    rank = ray_train.get_context().get_world_rank()
+
+    def save(state: TrainState, loss: float) -> None:
+        metrics = {"step": state.step, "loss": loss}
+        with tempfile.TemporaryDirectory() as directory:
+            saved = None
+            if rank == 0:
+                torch.save(state.state_dict(), os.path.join(directory, STATE_FILE))
+                saved = Checkpoint.from_directory(directory)
+            ray_train.report(metrics, checkpoint=saved)
+
+    shard = ray_train.get_dataset_shard("train")
+    train(state, _batches(shard, cfg["batch_size"]), settings, device, save, seed=cfg["seed"])
+
+
+def train_generation(
+    config: ChainConfig,
+    run: Storage,
+    generation: int,
+    dataset: ray.data.Dataset,
+    space: DataSpace,
+    init: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Train (or finish training) `generation`; returns the EMA weights as numpy arrays."""
+    t = config.train
+    settings = TrainSettings(
+        steps=t.steps,
+        lr=t.lr,
+        precision=t.precision,
+        ema_decay=t.ema_decay,
+        grad_clip=t.grad_clip,
+        checkpoint_every=t.checkpoint_every,
+    )
+    trainer = TorchTrainer(
+        _loop,
+        train_loop_config={
+            "family": config.model.family,
+            "model": config.model,
+            "space": space,
+            "init": init,
+            "train": settings,
+            "batch_size": t.batch_size // t.workers,
+            "seed": config.seed * 100_003 + generation,
+            "settings": storage_settings(),
+            "compile": t.compile,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=t.workers,
+            use_gpu=t.use_gpu,
+            resources_per_worker={"GPU": 1} if t.use_gpu else {"CPU": t.cpus_per_worker},
+        ),
+        datasets={"train": dataset},
+        run_config=RunConfig(
+            name="train",
+            storage_path=run.path(f"gen-{generation:04d}"),
+            storage_filesystem=run.fs,
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            failure_config=FailureConfig(max_failures=t.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
+    return {k: v.detach().cpu().numpy() for k, v in state["ema"].items()}

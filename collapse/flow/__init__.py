@@ -1,0 +1,1 @@
+"""Rectified flow: the interpolant, samplers, velocity nets and training loop."""
