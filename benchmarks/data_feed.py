@@ -17,9 +17,9 @@ touched (the sum of `x`) but no model runs, so only the feed is timed: from the 
 across both workers (earliest start to latest end), with rows, bytes of `x` and the time to
 the first batch per worker. The baseline, in this process, is a `torch.utils.data.DataLoader`
 with 2 worker processes over the same parquet files: each worker reads whole shards with
-pyarrow, shuffles rows within a shard, and decodes them to float32 CHW in [-1, 1] with
-`DataSpace.to_vectors` and the same reshape/transpose, into batches of the same size. Rates
-are given as rows/s, MiB/s of decoded float32 model input, and MiB/s of parquet read, and
+pyarrow, shuffles rows within a shard, and decodes them to uint8 CHW (what the Ray path hands to
+training workers, which scale to [-1, 1] on the device), into batches of the same size. Rates
+are given as rows/s, MiB/s of decoded uint8 model input, and MiB/s of parquet read, and
 also from the first batch on, which leaves out start-up (the goal is judged on the whole run).
 
 The comparison leans towards the baseline. The Ray path does more per row than the loader:
@@ -164,6 +164,7 @@ def _shard_batches_factory():
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
 
+    from collapse.data.shards import table_to_images
     from collapse.data.space import DataSpace
 
     class ShardBatches(IterableDataset):
@@ -201,8 +202,7 @@ def _shard_batches_factory():
                 yield self._tensors(joined, 0, carried)
 
         def _decode(self, table) -> dict[str, np.ndarray]:
-            x = self.space.to_vectors(table)
-            x = x.reshape(len(x), *self.space.shape).transpose(0, 3, 1, 2).copy()
+            x = table_to_images(table).transpose(0, 3, 1, 2).copy()  # uint8 CHW, as Ray's path
             generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
             return {"x": x, "generation": generation, "id": table.column("id").to_numpy()}
 
@@ -253,7 +253,7 @@ def show(name: str, result: dict[str, float], parquet_bytes: float) -> float:
     print(f"{name}:")
     print(
         f"  {result['rows']} rows in {seconds:.2f} s: {rate:,.0f} rows/s, "
-        f"{result['bytes'] / MIB / seconds:.1f} MiB/s of float32 input, "
+        f"{result['bytes'] / MIB / seconds:.1f} MiB/s of uint8 CHW input, "
         f"{parquet_bytes / MIB / seconds:.1f} MiB/s of parquet"
     )
     steady = result["steady_rows"] / result["steady_s"]

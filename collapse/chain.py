@@ -55,6 +55,7 @@ class ChainWorker:
         self.space = DataSpace.of_index(self._pool.index)
         self.held_out = self.space.to_vectors(held_out.read_rows([self._where.held_out_rows]))
         self._real: np.ndarray | None = None
+        self._train_report: dict[str, float] = {}  # the last Ray Train fit's final report
         self._samples: dict[int, np.ndarray] = {}
 
     @property
@@ -102,6 +103,8 @@ class ChainWorker:
             "model": [model],
             "metrics": metrics,
         }
+        if self._train_report:  # trained families: last step, its loss, where training resumed
+            record["train"] = self._train_report
         metrics_doc = {"generation": generation, "metrics": metrics, "mix": record["mix"]}
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
@@ -116,6 +119,7 @@ class ChainWorker:
 
     def _train(self, plan: list[MixPart], generation: int) -> dict[str, np.ndarray]:
         cfg = self.config
+        self._train_report = {}
         if not getattr(self.family, "trains_on_ray", False):
             x = self._training_set(plan)
             return self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
@@ -136,7 +140,10 @@ class ChainWorker:
         init = None
         if cfg.model.init == "previous" and generation > 0:
             init = self.family.weights(self._params_of(generation - 1))
-        weights = train_generation(cfg, self.store.storage, generation, dataset, self.space, init)
+        weights, report = train_generation(
+            cfg, self.store.storage, generation, dataset, self.space, init
+        )
+        self._train_report = report
         return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
 
     def _params_of(self, generation: int) -> dict[str, np.ndarray]:

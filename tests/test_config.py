@@ -11,7 +11,15 @@ from collapse.config import (
 )
 from collapse.errors import UserError
 
-REPO_CONFIGS = ["quickstart", "gaussian_collapse", "mad_fresh_data", "kde_two_moons"]
+REPO_CONFIGS = [
+    "quickstart",
+    "gaussian_collapse",
+    "mad_fresh_data",
+    "kde_two_moons",
+    "rf_mog8_reflow",
+    "rf_digits",
+    "rf_cifar10",
+]
 
 
 @pytest.mark.parametrize("name", REPO_CONFIGS)

@@ -75,6 +75,16 @@ def test_image_field_takes_channels_last_inputs() -> None:
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_unet_attention_goes_through_sdpa() -> None:
+    """AttnProcessor2_0 is diffusers' F.scaled_dot_product_attention path (flash/mem-efficient
+    kernels on GPU); a preset change that fell back to the eager processor would show here."""
+    with torch.device("meta"):
+        nets = [ImageField(build_unet_config(p, 3, 32)) for p in UNET_PRESETS]
+    for net in nets:
+        processors = {type(m.processor).__name__ for m in net.modules() if hasattr(m, "processor")}
+        assert processors == {"AttnProcessor2_0"}
+
+
 def test_ddpm_cifar10_preset_has_the_published_size() -> None:
     with torch.device("meta"):
         unet = UNet2DModel(**build_unet_config("ddpm_cifar10", 3, 32))

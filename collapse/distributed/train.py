@@ -52,6 +52,8 @@ def _loop(cfg: dict[str, Any]) -> None:
     if cfg["init"] is not None:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in cfg["init"].items()})
     settings: TrainSettings = cfg["train"]
+    if device.type == "cuda" and cfg["space"].kind == "image":
+        net = net.to(memory_format=torch.channels_last)  # matches the channels_last inputs
     model = prepare_model(net)
     if cfg["compile"]:
         model = torch.compile(model)
@@ -66,7 +68,7 @@ def _loop(cfg: dict[str, Any]) -> None:
     rank = ray_train.get_context().get_world_rank()
 
     def save(state: TrainState, loss: float) -> None:
-        metrics = {"step": state.step, "loss": loss}
+        metrics = {"step": state.step, "loss": loss, "resumed_from": start}
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
@@ -75,7 +77,10 @@ def _loop(cfg: dict[str, Any]) -> None:
             ray_train.report(metrics, checkpoint=saved)
 
     shard = ray_train.get_dataset_shard("train")
+    start = state.step
     train(state, _batches(shard, cfg["batch_size"]), settings, device, save, seed=cfg["seed"])
+    if start == settings.steps:  # finished before a restart: report once more so fit() returns it
+        save(state, float("nan"))
 
 
 def train_generation(
@@ -85,8 +90,9 @@ def train_generation(
     dataset: ray.data.Dataset,
     space: DataSpace,
     init: dict[str, np.ndarray] | None,
-) -> dict[str, np.ndarray]:
-    """Train (or finish training) `generation`; returns the EMA weights as numpy arrays."""
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Train (or finish training) `generation`: the EMA weights as numpy arrays, and the last
+    report (`step`, `loss`, `resumed_from`: the step this attempt started at)."""
     t = config.train
     settings = TrainSettings(
         steps=t.steps,
@@ -126,4 +132,5 @@ def train_generation(
     result = trainer.fit()
     with result.checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
-    return {k: v.detach().cpu().numpy() for k, v in state["ema"].items()}
+    report = {k: float(result.metrics[k]) for k in ("step", "loss", "resumed_from")}
+    return {k: v.detach().cpu().numpy() for k, v in state["ema"].items()}, report
