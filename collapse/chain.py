@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import RunConfig, differing_keys, dump_yaml, parse_yaml, validate
+from collapse.config import REAL_PAIRING, RunConfig, differing_keys, dump_yaml, parse_yaml, validate
 from collapse.data import real
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import MixPart, plan_mix
-from collapse.data.shards import from_parquet
+from collapse.data.shards import from_parquet, to_parquet
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.families import get_family
@@ -56,6 +56,7 @@ class ChainWorker:
         self.held_out = self.space.to_vectors(held_out.read_rows([self._where.held_out_rows]))
         self._real: np.ndarray | None = None
         self._train_report: dict[str, float] = {}  # the last Ray Train fit's final report
+        self._pairs_record: dict[str, Any] = {}  # the real pairs the last generation used
         self._samples: dict[int, np.ndarray] = {}
 
     @property
@@ -105,6 +106,8 @@ class ChainWorker:
         }
         if self._train_report:  # trained families: last step, its loss, where training resumed
             record["train"] = self._train_report
+        if self._pairs_record:  # RCA/RA Reflow: the real pairs this generation trained on
+            record["real_pairs"] = self._pairs_record
         metrics_doc = {"generation": generation, "metrics": metrics, "mix": record["mix"]}
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
@@ -120,6 +123,7 @@ class ChainWorker:
     def _train(self, plan: list[MixPart], generation: int) -> dict[str, np.ndarray]:
         cfg = self.config
         self._train_report = {}
+        self._pairs_record: dict[str, Any] = {}
         if not getattr(self.family, "trains_on_ray", False):
             x = self._training_set(plan)
             return self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
@@ -134,6 +138,8 @@ class ChainWorker:
         }
         real_shards = (Storage(self._pool.uri), self._pool.index["shards"])
         seed = cfg.seed * 100_003 + generation
+        if cfg.strategy.name in REAL_PAIRING and generation > 0:
+            real_shards = (self.store.storage, self._real_pairs(plan, generation, seed))
         dataset = training_dataset(
             plan, real_shards, samples, self.space, seed=seed, paired=keeps_noise(cfg)
         )
@@ -145,6 +151,32 @@ class ChainWorker:
         )
         self._train_report = report
         return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
+
+    def _real_pairs(self, plan: list[MixPart], generation: int, seed: int) -> list[dict[str, Any]]:
+        """Shards of the plan's real rows with the noise the previous generation's model pairs
+        them with (RCA/RA Reflow), made anew every `strategy.refresh` generations."""
+        strategy = self.config.strategy
+        ranges = [list(r) for part in plan if part.source == "real" for r in part.rows]
+        previous = self.store.committed()[generation - 1].get("real_pairs")
+        if (
+            previous is not None
+            and previous["rows"] == ranges
+            and generation - previous["made_at"] < strategy.refresh
+        ):
+            self._pairs_record = previous
+            return previous["shards"]
+        params = self._params_of(generation - 1)
+        sigma = strategy.sigma if strategy.reverse == "sde" else None
+        shards = []
+        for a, b in ranges:
+            x = self.space.to_vectors(self._pool.read_rows([(a, b)]))
+            noise = self.family.reverse(params, x, sigma, strategy.reverse_steps, seed + a)
+            table = self.space.to_table(x, "real", None, np.arange(a, b), noise=noise)
+            name = f"real_pairs/part-{a:09d}.parquet"
+            artifact = self.store.write_artifact(generation, name, to_parquet(table), rows=b - a)
+            shards.append({**artifact, "ids": [a, b]})
+        self._pairs_record = {"made_at": generation, "rows": ranges, "shards": shards}
+        return shards
 
     def _params_of(self, generation: int) -> dict[str, np.ndarray]:
         data = self.store.read_artifact(self.store.committed()[generation]["model"][0])

@@ -113,14 +113,35 @@ ModelConfig = Annotated[
 FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow")
 
 
+REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
+
+
 class StrategyConfig(_Section):
     """Mitigation of collapse applied by the chain; `none` runs the plain loop.
 
     `reflow` (rectified_flow only): each generation's samples keep their noise, and the next
     generation trains on those (noise, sample) pairs instead of fresh independent noise: the
-    self-consuming reflow loop of Zhu et al. (arXiv 2412.08175) that collapses."""
+    self-consuming reflow loop of Zhu et al. (arXiv 2412.08175) that collapses.
 
-    name: Literal["none", "reflow"] = "none"
+    `rca_reflow` (alias `ra_reflow`: the paper's v1 and v2 names): reflow whose real rows
+    (`data.real_fraction` of a mixing loop) are paired with the noise the previous generation's
+    model recovers from them by its reverse ODE (`reverse: ode`) or reverse SDE (`reverse: sde`
+    with noise strength `sigma`), over `reverse_steps` steps, recomputed every `refresh`
+    generations."""
+
+    name: Literal["none", "reflow", "rca_reflow", "ra_reflow"] = "none"
+    reverse: Literal["ode", "sde"] = "ode"
+    sigma: float = Field(1.0, ge=0, le=100)
+    reverse_steps: int = Field(20, ge=1, le=10_000)
+    refresh: int = Field(1, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _parameters_of_this_strategy(self) -> StrategyConfig:
+        if self.name not in REAL_PAIRING:
+            extra = sorted(self.model_fields_set - {"name"})
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only rca_reflow/ra_reflow take these")
+        return self
 
 
 class TrainConfig(_Section):
@@ -173,8 +194,10 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> RunConfig:
-        if self.strategy.name == "reflow" and self.model.family != "rectified_flow":
-            raise ValueError("strategy.name: reflow needs model.family rectified_flow")
+        if self.strategy.name != "none" and self.model.family != "rectified_flow":
+            raise ValueError(
+                f"strategy.name: {self.strategy.name} needs model.family rectified_flow"
+            )
         if self.sample.n is None:
             self.sample.n = self.data.n_train
         if self.data.loop != "accumulate":

@@ -23,7 +23,7 @@ from collapse.storage import RunStore
 
 def keeps_noise(config: RunConfig) -> bool:
     """Reflow trains the next generation on (noise, sample) pairs: store the noise with them."""
-    return config.strategy.name == "reflow"
+    return config.strategy.name != "none"
 
 
 def draw(

@@ -31,13 +31,30 @@ def rf_config(tmp_path, name, **sections):
     return validate(raw)
 
 
-def test_reflow_chain_trains_on_two_workers_and_stores_pairs(ray_cluster, tmp_path):
-    config = rf_config(tmp_path, "reflow", strategy={"name": "reflow"})
+def test_rca_reflow_chain_trains_on_two_workers_and_stores_pairs(ray_cluster, tmp_path):
+    config = rf_config(
+        tmp_path,
+        "rca",
+        generations=3,
+        data={"loop": "synthetic_augmentation", "real_fraction": 0.5},
+        strategy={"name": "rca_reflow", "reverse": "sde", "sigma": 0.5, "refresh": 2},
+    )
     outcome = run_chain(config)
     store = RunStore(outcome.uri)
     records = store.committed()
-    assert [r["generation"] for r in records] == [0, 1]
-    assert [r["train"]["step"] for r in records] == [40, 40]
+    assert [r["generation"] for r in records] == [0, 1, 2]
+    assert [r["train"]["step"] for r in records] == [40, 40, 40]
+    # generation 1 paired its 128 real rows by the reverse SDE of generation 0's model;
+    # generation 2 reuses them (refresh: 2)
+    assert "real_pairs" not in records[0]
+    assert records[1]["real_pairs"]["made_at"] == 1 and records[1]["real_pairs"]["rows"] == [
+        [0, 128]
+    ]
+    assert records[2]["real_pairs"] == records[1]["real_pairs"]
+    pairs = pq.read_table(io.BytesIO(store.read_artifact(records[1]["real_pairs"]["shards"][0])))
+    noise = np.stack(pairs.column("noise").to_numpy(zero_copy_only=False))
+    assert pairs.column("source").to_pylist() == ["real"] * 128 and np.isfinite(noise).all()
+    assert 0.3 < noise.var() < 3.0  # the model's noise partners, roughly standard
     for record in records:
         assert np.isfinite(list(record["metrics"].values())).all()
         table = pq.read_table(io.BytesIO(store.read_artifact(record["samples"][0])))

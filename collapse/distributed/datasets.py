@@ -25,11 +25,15 @@ from collapse.storage import Storage
 
 
 def _overlapping(shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]) -> list[str]:
-    """Paths of the shards (rows in id order) that hold any id in the ranges."""
+    """Paths of the shards that hold any id in the ranges: a shard names its id range
+    (`ids`: [lo, hi)), or else shards hold ids 0, 1, ... in order."""
     starts = np.cumsum([0] + [s["rows"] for s in shards])
+    spans = [
+        s.get("ids", (lo, hi)) for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+    ]
     return [
         s["path"]
-        for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+        for s, (lo, hi) in zip(shards, spans, strict=True)
         if any(a < hi and lo < b for a, b in ranges)
     ]
 

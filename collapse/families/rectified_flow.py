@@ -18,7 +18,7 @@ import torch
 
 from collapse.data.space import DataSpace
 from collapse.flow.nets import build_velocity_net
-from collapse.flow.samplers import euler_forward
+from collapse.flow.samplers import euler_forward, euler_reverse, reverse_sde
 
 trains_on_ray = True
 _NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
@@ -73,6 +73,26 @@ def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     if spec["kind"] == "image":
         x = x.permute(0, 2, 3, 1)
     return x.reshape(len(x), -1).float().cpu().numpy()
+
+
+def reverse(
+    params: dict[str, np.ndarray], x: np.ndarray, sde_sigma: float | None, steps: int, seed: int
+) -> np.ndarray:
+    """The noise this model pairs with real rows x (HWC-flat vectors in [-1, 1]): the reverse
+    ODE, or with `sde_sigma` the reverse SDE (Zhu et al.'s real-data pairing), as CHW-flat
+    noise rows like those `sample` reads. The SDE's noise is seeded, so pairs reproduce."""
+    spec = _spec(params)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x1 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    if spec["kind"] == "image":
+        h, w, c = spec["shape"]
+        x1 = x1.reshape(len(x1), h, w, c).permute(0, 3, 1, 2).contiguous()
+    if sde_sigma is None:
+        sampler = euler_reverse
+    else:
+        sampler = reverse_sde(sde_sigma, torch.Generator(device=device).manual_seed(seed))
+    z = sampler(_net(params, device), x1, steps)
+    return z.reshape(len(z), -1).float().cpu().numpy()
 
 
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
