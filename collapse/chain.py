@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import REAL_PAIRING, RunConfig, differing_keys, dump_yaml, parse_yaml, validate
+from collapse.config import (
+    ONLINE,
+    REAL_PAIRING,
+    RunConfig,
+    differing_keys,
+    dump_yaml,
+    parse_yaml,
+    validate,
+)
 from collapse.data import real
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import MixPart, plan_mix
@@ -140,14 +148,22 @@ class ChainWorker:
         seed = cfg.seed * 100_003 + generation
         if cfg.strategy.name in REAL_PAIRING and generation > 0:
             real_shards = (self.store.storage, self._real_pairs(plan, generation, seed))
-        dataset = training_dataset(
-            plan, real_shards, samples, self.space, seed=seed, paired=keeps_noise(cfg)
+        online = None
+        if cfg.strategy.name in ONLINE and generation > 0:
+            online = self._online(plan, generation)
+            plan = [part for part in plan if part.source == "real"]
+        dataset = (
+            training_dataset(
+                plan, real_shards, samples, self.space, seed=seed, paired=keeps_noise(cfg)
+            )
+            if plan
+            else None
         )
         init = None
         if cfg.model.init == "previous" and generation > 0:
             init = self.family.weights(self._params_of(generation - 1))
         weights, report = train_generation(
-            cfg, self.store.storage, generation, dataset, self.space, init
+            cfg, self.store.storage, generation, dataset, self.space, init, online
         )
         self._train_report = report
         return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
@@ -177,6 +193,18 @@ class ChainWorker:
             shards.append({**artifact, "ids": [a, b]})
         self._pairs_record = {"made_at": generation, "rows": ranges, "shards": shards}
         return shards
+
+    def _online(self, plan: list[MixPart], generation: int) -> dict[str, Any]:
+        """OCAR's settings: the frozen previous model and the planned share of real rows."""
+        strategy = self.config.strategy
+        real = sum(part.count for part in plan if part.source == "real")
+        return {
+            "frozen": self.family.weights(self._params_of(generation - 1)),
+            "real_share": real / sum(part.count for part in plan),
+            "forward_steps": self.config.sample.steps,
+            "reverse_steps": strategy.reverse_steps,
+            "sigma": strategy.sigma if strategy.reverse == "sde" else None,
+        }
 
     def _params_of(self, generation: int) -> dict[str, np.ndarray]:
         data = self.store.read_artifact(self.store.committed()[generation]["model"][0])

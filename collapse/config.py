@@ -114,6 +114,7 @@ FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow")
 
 
 REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
+ONLINE = ("ocar", "ora_reflow")  # ... on the fly, per mini-batch, storing nothing
 
 
 class StrategyConfig(_Section):
@@ -127,9 +128,13 @@ class StrategyConfig(_Section):
     (`data.real_fraction` of a mixing loop) are paired with the noise the previous generation's
     model recovers from them by its reverse ODE (`reverse: ode`) or reverse SDE (`reverse: sde`
     with noise strength `sigma`), over `reverse_steps` steps, recomputed every `refresh`
-    generations."""
+    generations.
 
-    name: Literal["none", "reflow", "rca_reflow", "ra_reflow"] = "none"
+    `ocar` (alias `ora_reflow`; with `reverse: sde` the paper's ORAS Reflow): online reflow.
+    Nothing is stored; each mini-batch pairs its real rows by the frozen previous model's
+    reverse flow and fills the rest with that model's forward pairs from fresh noise."""
+
+    name: Literal["none", "reflow", "rca_reflow", "ra_reflow", "ocar", "ora_reflow"] = "none"
     reverse: Literal["ode", "sde"] = "ode"
     sigma: float = Field(1.0, ge=0, le=100)
     reverse_steps: int = Field(20, ge=1, le=10_000)
@@ -137,10 +142,10 @@ class StrategyConfig(_Section):
 
     @model_validator(mode="after")
     def _parameters_of_this_strategy(self) -> StrategyConfig:
-        if self.name not in REAL_PAIRING:
+        if self.name not in REAL_PAIRING + ONLINE:
             extra = sorted(self.model_fields_set - {"name"})
             if extra:
-                raise ValueError(f"{', '.join(extra)}: only rca_reflow/ra_reflow take these")
+                raise ValueError(f"{', '.join(extra)}: only the real-pairing strategies take these")
         return self
 
 

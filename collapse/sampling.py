@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import RunConfig
+from collapse.config import REAL_PAIRING, RunConfig
 from collapse.data.shards import to_parquet
 from collapse.data.space import DataSpace
 from collapse.noise import row_normals
@@ -22,8 +22,9 @@ from collapse.storage import RunStore
 
 
 def keeps_noise(config: RunConfig) -> bool:
-    """Reflow trains the next generation on (noise, sample) pairs: store the noise with them."""
-    return config.strategy.name != "none"
+    """Reflow trains the next generation on (noise, sample) pairs: store the noise with them
+    (the online strategies make their pairs on the fly and store none)."""
+    return config.strategy.name in ("reflow", *REAL_PAIRING)
 
 
 def draw(

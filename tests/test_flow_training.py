@@ -79,3 +79,29 @@ def test_ema_warms_up_then_follows_its_decay():
     assert math.isclose(ema.module.weight.item(), 0.9, rel_tol=1e-6)
     ema.update(model, step=1000)  # decay 0.9
     assert math.isclose(ema.module.weight.item(), 0.9 + 0.1 * 0.1, rel_tol=1e-6)
+
+
+class _Still(torch.nn.Module):
+    """v = 0: the forward and reverse flows are the identity, so every pair is (x, x)."""
+
+    def forward(self, x, t):
+        return torch.zeros_like(x)
+
+
+def test_online_pairs_mix_reverse_real_pairs_and_forward_synthetic_pairs():
+    from collapse.flow.online import online_pairs
+
+    make = online_pairs(
+        _Still(), batch_size=8, row_shape=(1, 2, 2), forward_steps=3, reverse_steps=3
+    )
+    real = torch.full((3, 1, 2, 2), 255, dtype=torch.uint8)
+    x0, x1 = make({"x": real}, torch.Generator().manual_seed(0))
+    assert x0.shape == x1.shape == (8, 1, 2, 2)
+    assert torch.equal(x1[:3], torch.ones(3, 1, 2, 2)) and torch.equal(x0, x1)
+    again, _ = make({"x": real}, torch.Generator().manual_seed(0))
+    assert torch.equal(again, x0)  # synthetic noise from the step's generator: reproducible
+    only_synthetic, _ = make({}, torch.Generator().manual_seed(1))
+    assert only_synthetic.shape == (8, 1, 2, 2)
+    sde = online_pairs(_Still(), 8, (1, 2, 2), 3, 3, sde_sigma=1.0)
+    noisy, _ = sde({"x": real}, torch.Generator().manual_seed(0))
+    assert not torch.equal(noisy[:3], torch.ones(3, 1, 2, 2))  # the SDE spreads the partners

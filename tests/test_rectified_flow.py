@@ -68,6 +68,22 @@ def test_rca_reflow_chain_trains_on_two_workers_and_stores_pairs(ray_cluster, tm
     assert 1.4 < np.median(np.linalg.norm(samples, axis=1)) < 2.6
 
 
+def test_ocar_trains_on_pairs_made_per_batch_and_stores_none(ray_cluster, tmp_path):
+    config = rf_config(
+        tmp_path,
+        "ocar",
+        data={"loop": "synthetic_augmentation", "real_fraction": 0.5},
+        strategy={"name": "ocar", "reverse_steps": 4},
+    )
+    records = RunStore(run_chain(config).uri).committed()
+    assert [r["train"]["step"] for r in records] == [40, 40]
+    assert all("real_pairs" not in r for r in records)
+    store = RunStore(str(tmp_path / "ocar"))
+    table = pq.read_table(io.BytesIO(store.read_artifact(records[1]["samples"][0])))
+    assert "noise" not in table.column_names
+    assert np.isfinite(list(records[1]["metrics"].values())).all()
+
+
 def test_image_generation_on_a_tiny_unet(ray_cluster, tmp_path):
     config = rf_config(
         tmp_path,

@@ -10,6 +10,7 @@ never trains again. Workers stream the generation's planned rows from Ray Data
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from ray.train.torch import TorchTrainer, get_device, prepare_model
 from collapse.config import RunConfig as ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
+from collapse.flow.online import online_pairs
 from collapse.flow.training import TrainSettings, TrainState, train
 from collapse.storage import Storage
 
@@ -76,9 +78,33 @@ def _loop(cfg: dict[str, Any]) -> None:
                 saved = Checkpoint.from_directory(directory)
             ray_train.report(metrics, checkpoint=saved)
 
-    shard = ray_train.get_dataset_shard("train")
     start = state.step
-    train(state, _batches(shard, cfg["batch_size"]), settings, device, save, seed=cfg["seed"])
+    batch_size, make_pairs, batches = cfg["batch_size"], None, None
+    online = cfg["online"]
+    if online is not None:
+        frozen = family.build_net(cfg["model"], cfg["space"])
+        frozen.load_state_dict({k: torch.from_numpy(v) for k, v in online["frozen"].items()})
+        frozen = frozen.to(device).eval().requires_grad_(False)
+        space = cfg["space"]
+        row_shape = (
+            (space.shape[2], space.shape[0], space.shape[1])
+            if space.kind == "image"
+            else space.shape
+        )
+        make_pairs = online_pairs(
+            frozen,
+            batch_size,
+            row_shape,
+            online["forward_steps"],
+            online["reverse_steps"],
+            online["sigma"],
+        )
+        batch_size = max(1, round(batch_size * online["real_share"]))
+        if online["real_share"] == 0:
+            batches = itertools.repeat({})
+    if batches is None:
+        batches = _batches(ray_train.get_dataset_shard("train"), batch_size)
+    train(state, batches, settings, device, save, seed=cfg["seed"], make_pairs=make_pairs)
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
 
@@ -87,9 +113,10 @@ def train_generation(
     config: ChainConfig,
     run: Storage,
     generation: int,
-    dataset: ray.data.Dataset,
+    dataset: ray.data.Dataset | None,
     space: DataSpace,
     init: dict[str, np.ndarray] | None,
+    online: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Train (or finish training) `generation`: the EMA weights as numpy arrays, and the last
     report (`step`, `loss`, `resumed_from`: the step this attempt started at)."""
@@ -114,13 +141,14 @@ def train_generation(
             "seed": config.seed * 100_003 + generation,
             "settings": storage_settings(),
             "compile": t.compile,
+            "online": online,
         },
         scaling_config=ScalingConfig(
             num_workers=t.workers,
             use_gpu=t.use_gpu,
             resources_per_worker={"GPU": 1} if t.use_gpu else {"CPU": t.cpus_per_worker},
         ),
-        datasets={"train": dataset},
+        datasets={"train": dataset} if dataset is not None else {},
         run_config=RunConfig(
             name="train",
             storage_path=run.path(f"gen-{generation:04d}"),

@@ -108,10 +108,16 @@ def train(
     device: torch.device,
     checkpoint: Callable[[TrainState, float], None] = lambda state, loss: None,
     seed: int = 0,
+    make_pairs: Callable[
+        [dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, torch.Tensor]
+    ]
+    | None = None,
 ) -> TrainState:
     """Run steps state.step .. settings.steps; `checkpoint(state, mean_loss)` every
     `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step), so a
-    resumed run draws what the uninterrupted one would have."""
+    resumed run draws what the uninterrupted one would have. `make_pairs` builds (x0, x1) from
+    a batch (default `pairs`; OCAR's comes from `collapse.flow.online`)."""
+    make_pairs = make_pairs or pairs
     model = state.model
     model.train()
     channels_last = device.type == "cuda"
@@ -121,7 +127,7 @@ def train(
     while state.step < settings.steps:
         generator.manual_seed(seed * 1_000_003 + state.step)
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        x0, x1 = pairs(batch, generator)
+        x0, x1 = make_pairs(batch, generator)
         if channels_last and x1.dim() == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
