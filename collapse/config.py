@@ -152,7 +152,7 @@ class StrategyConfig(_Section):
 class TrainConfig(_Section):
     """Training of neural families (toy families fit in closed form and ignore it)."""
 
-    workers: int = Field(1, ge=1, le=4096)
+    workers: int = Field(1, ge=0, le=4096)  # 0: Ray Train's local mode, in the chain's process
     use_gpu: bool = False
     batch_size: int = Field(256, ge=1, le=10**7)
     steps: int = Field(1000, ge=1, le=10**9)

@@ -23,6 +23,8 @@ from collapse.data.shards import table_to_images
 from collapse.data.space import DataSpace
 from collapse.storage import Storage
 
+MATERIALIZE_BYTES = 256 * 2**20
+
 
 def _overlapping(shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]) -> list[str]:
     """Paths of the shards that hold any id in the ranges: a shard names its id range
@@ -112,6 +114,12 @@ def training_dataset(
         storage, shards = real if part.source == "real" else samples[part.generation]
         parts.append(_part(storage, shards, part.rows, noise_dim))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return ds.random_shuffle(seed=seed).map_batches(
+    ds = ds.random_shuffle(seed=seed).map_batches(
         _model_input, fn_kwargs={"space": space}, batch_format="pyarrow"
     )
+    # A set that fits comfortably in the object store is executed once, not once per epoch:
+    # small toy sets run hundreds of epochs, and re-reading and re-shuffling each is most of it.
+    row_bytes = space.dim * (1 if space.kind == "image" else 4) * (2 if paired else 1)
+    if sum(part.count for part in plan) * row_bytes <= MATERIALIZE_BYTES:
+        ds = ds.materialize()
+    return ds

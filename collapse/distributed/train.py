@@ -44,7 +44,7 @@ def _batches(shard: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
             raise ValueError("this worker's share of the training set is empty")
 
 
-def _loop(cfg: dict[str, Any]) -> None:
+def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     use_storage_settings(cfg["settings"])
     from collapse.families import get_family
 
@@ -107,6 +107,7 @@ def _loop(cfg: dict[str, Any]) -> None:
     train(state, batches, settings, device, save, seed=cfg["seed"], make_pairs=make_pairs)
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
+    return {"ema": state.ema.module.state_dict()}  # local mode hands this back directly
 
 
 def train_generation(
@@ -137,7 +138,7 @@ def train_generation(
             "space": space,
             "init": init,
             "train": settings,
-            "batch_size": t.batch_size // t.workers,
+            "batch_size": t.batch_size // max(t.workers, 1),
             "seed": config.seed * 100_003 + generation,
             "settings": storage_settings(),
             "compile": t.compile,
@@ -158,7 +159,10 @@ def train_generation(
         ),
     )
     result = trainer.fit()
-    with result.checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
+    if t.workers == 0:  # local mode: no storage, the loop's return value is the result
+        state = result.return_value
+    else:
+        with result.checkpoint.as_directory() as directory:
+            state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
     report = {k: float(result.metrics[k]) for k in ("step", "loss", "resumed_from")}
     return {k: v.detach().cpu().numpy() for k, v in state["ema"].items()}, report
