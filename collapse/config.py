@@ -143,7 +143,13 @@ class StrategyConfig(_Section):
     @model_validator(mode="after")
     def _parameters_of_this_strategy(self) -> StrategyConfig:
         if self.name not in REAL_PAIRING + ONLINE:
-            extra = sorted(self.model_fields_set - {"name"})
+            # set to other than their defaults (a stored config lists the defaults too)
+            fields = type(self).model_fields
+            extra = [
+                k
+                for k in sorted(self.model_fields_set - {"name"})
+                if getattr(self, k) != fields[k].default
+            ]
             if extra:
                 raise ValueError(f"{', '.join(extra)}: only the real-pairing strategies take these")
         return self

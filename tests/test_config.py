@@ -61,8 +61,13 @@ def test_yaml_reads_exponent_floats():
 
 
 def test_dump_and_reload_is_identity():
-    config = validate({"model": {"family": "gmm", "components": 3}})
-    assert validate(parse_yaml(dump_yaml(config), "x")) == config
+    for raw in (
+        {"model": {"family": "gmm", "components": 3}},
+        {"model": {"family": "rectified_flow"}, "strategy": {"name": "reflow"}},
+        {"model": {"family": "rectified_flow"}, "strategy": {"name": "ocar", "sigma": 0.3}},
+    ):
+        config = validate(raw)
+        assert validate(parse_yaml(dump_yaml(config), "x")) == config
 
 
 def test_differing_keys_names_the_changed_keys_only():
@@ -95,6 +100,7 @@ def test_differing_keys_names_the_changed_keys_only():
         ({"model": {"family": "gaussian", "estimator": "robust"}}, ["model.estimator", "'mle'"]),
         ({"model": {"family": "gmm", "covarianc": "full"}}, ["model.covarianc", "components"]),
         ({"strategy": {"name": "nope"}}, ["strategy.name", "'none'", "'reflow'"]),
+        ({"strategy": {"name": "none", "sigma": 2.0}}, ["strategy", "sigma", "real-pairing"]),
         ({"strategy": {"name": "reflow"}}, ["strategy.name", "needs model.family rectified_flow"]),
         ({"model": {"family": "rectified_flow", "init": "last"}}, ["model.init", "'previous'"]),
         ({"data": {"real": "toy:spiral"}}, ["data.real", "toy:mog8"]),

@@ -107,7 +107,8 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     train(state, batches, settings, device, save, seed=cfg["seed"], make_pairs=make_pairs)
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
-    return {"ema": state.ema.module.state_dict()}  # local mode hands this back directly
+    # local mode hands this back directly (Ray Train refuses tensors in a return value)
+    return {"ema": _numpy(state.ema.module.state_dict())}
 
 
 def train_generation(
@@ -160,9 +161,14 @@ def train_generation(
     )
     result = trainer.fit()
     if t.workers == 0:  # local mode: no storage, the loop's return value is the result
-        state = result.return_value
+        ema = result.return_value["ema"]
     else:
         with result.checkpoint.as_directory() as directory:
             state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
+        ema = _numpy(state["ema"])
     report = {k: float(result.metrics[k]) for k in ("step", "loss", "resumed_from")}
-    return {k: v.detach().cpu().numpy() for k, v in state["ema"].items()}, report
+    return ema, report
+
+
+def _numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
