@@ -212,7 +212,8 @@ class RunConfig(_Section):
         if self.sample.n is None:
             self.sample.n = self.data.n_train
         if self.data.loop != "accumulate":
-            needed = self.data.n_train - real_rows(self.data)
+            data = self.data
+            needed = data.n_train - real_count(data.loop, data.n_train, data.real_fraction)
             if self.sample.n < needed:
                 raise ValueError(
                     f"sample.n: {self.sample.n} is below the {needed} synthetic rows each "
@@ -221,15 +222,11 @@ class RunConfig(_Section):
         return self
 
 
-def real_count(n_train: int, real_fraction: float) -> int:
-    """Rows of real data in a mixed training set: r*N rounded to the nearest row."""
-    return int(math.floor(n_train * real_fraction + 0.5))
-
-
-def real_rows(data: DataConfig) -> int:
-    """Real rows in each training set after generation 0 (only the mixing loops take any)."""
-    if data.loop in ("synthetic_augmentation", "fresh_data"):
-        return real_count(data.n_train, data.real_fraction)
+def real_count(loop: str, n_train: int, real_fraction: float) -> int:
+    """Real rows in each training set after generation 0: r*N rounded to the nearest row for
+    the loops that mix real data in (synthetic_augmentation, fresh_data), else none."""
+    if loop in ("synthetic_augmentation", "fresh_data"):
+        return int(math.floor(n_train * real_fraction + 0.5))
     return 0
 
 

@@ -74,7 +74,7 @@ def plan_mix(
         return [base] + [_synthetic(g, sample_counts[g]) for g in range(generation)]
     if loop not in LOOPS:
         raise ValueError(f"unknown loop {loop!r}; allowed: {', '.join(LOOPS)}")
-    k = real_count(n_train, real_fraction) if loop != "fully_synthetic" else 0
+    k = real_count(loop, n_train, real_fraction)
     synthetic = n_train - k
     previous = generation - 1
     if sample_counts[previous] < synthetic:
