@@ -131,7 +131,7 @@ class ChainWorker:
     def _train(self, plan: list[MixPart], generation: int) -> dict[str, np.ndarray]:
         cfg = self.config
         self._train_report = {}
-        self._pairs_record: dict[str, Any] = {}
+        self._pairs_record = {}
         if not getattr(self.family, "trains_on_ray", False):
             x = self._training_set(plan)
             return self.family.fit(x, cfg.model, stream(cfg.seed, "fit", generation))
