@@ -1,8 +1,12 @@
 """The `collapse` console script as a user runs it, in subprocesses joined to the test cluster."""
 
 import json
+import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,3 +122,26 @@ def test_killed_run_resumes_to_the_uninterrupted_result(ray_cluster, cli_env, tm
     )
     reference = run_chain(config).records  # uninterrupted, same seed, same kind of Ray worker
     assert [r["metrics"] for r in final] == [r["metrics"] for r in reference]
+
+
+def test_without_ray_address_a_local_ray_is_started_on_demand(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # its own session, apart from the test cluster (a short path: Ray's sockets live there)
+    ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env["RAY_TMPDIR"] = ray_dir
+    runs = str(tmp_path / "runs")
+    try:
+        result = collapse(
+            env,
+            "run",
+            "configs/quickstart.yaml",
+            "--storage",
+            runs,
+            "--set",
+            "generations=2",
+            "--quiet",
+        )
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert f"done: generations 0-1 committed in {runs}/quickstart" in result.stdout
