@@ -39,6 +39,14 @@ class DataSpace:
     def dim(self) -> int:
         return prod(self.shape)
 
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        """One row as models see it: (d,) for vectors, (C, H, W) for images."""
+        if self.kind == "image":
+            h, w, c = self.shape
+            return (c, h, w)
+        return self.shape
+
     def to_vectors(self, table: pa.Table) -> np.ndarray:
         """(n, dim) float32; images scaled from 0..255 to [-1, 1], flattened HWC."""
         if self.kind == "vector":

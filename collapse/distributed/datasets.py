@@ -82,10 +82,8 @@ def _model_input(table: pa.Table, space: DataSpace) -> dict[str, np.ndarray]:
     scales them, a quarter of the bytes through the object store; noise is CHW as stored."""
     if space.kind == "image":
         x = table_to_images(table).transpose(0, 3, 1, 2).copy()
-        layout = (space.shape[2], space.shape[0], space.shape[1])
     else:
         x = space.to_vectors(table)
-        layout = space.shape
     generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
     batch = {"x": x, "generation": generation, "id": table.column("id").to_numpy()}
     if "noise" in table.column_names:
@@ -93,7 +91,7 @@ def _model_input(table: pa.Table, space: DataSpace) -> dict[str, np.ndarray]:
         paired = column.is_valid().to_numpy(zero_copy_only=False)
         noise = np.zeros((len(x), space.dim), dtype=np.float32)
         noise[paired] = column.filter(paired).flatten().to_numpy().reshape(-1, space.dim)
-        batch.update(noise=noise.reshape(len(x), *layout), paired=paired)
+        batch.update(noise=noise.reshape(len(x), *space.model_shape), paired=paired)
     return batch
 
 

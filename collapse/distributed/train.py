@@ -85,16 +85,10 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
         frozen = family.build_net(cfg["model"], cfg["space"])
         frozen.load_state_dict({k: torch.from_numpy(v) for k, v in online["frozen"].items()})
         frozen = frozen.to(device).eval().requires_grad_(False)
-        space = cfg["space"]
-        row_shape = (
-            (space.shape[2], space.shape[0], space.shape[1])
-            if space.kind == "image"
-            else space.shape
-        )
         make_pairs = online_pairs(
             frozen,
             batch_size,
-            row_shape,
+            cfg["space"].model_shape,
             online["forward_steps"],
             online["reverse_steps"],
             online["sigma"],

@@ -64,13 +64,11 @@ def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
 
     Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
     spec = _spec(params)
+    space = DataSpace(spec["kind"], tuple(spec["shape"]))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device)
-    if spec["kind"] == "image":
-        h, w, c = spec["shape"]
-        z = z.reshape(len(z), c, h, w)
-    x = euler_forward(_net(params, device), z, spec["steps"])
-    if spec["kind"] == "image":
+    x = euler_forward(_net(params, device), z.reshape(len(z), *space.model_shape), spec["steps"])
+    if space.kind == "image":
         x = x.permute(0, 2, 3, 1)
     return x.reshape(len(x), -1).float().cpu().numpy()
 
@@ -82,11 +80,11 @@ def reverse(
     ODE, or with `sde_sigma` the reverse SDE (Zhu et al.'s real-data pairing), as CHW-flat
     noise rows like those `sample` reads. The SDE's noise is seeded, so pairs reproduce."""
     spec = _spec(params)
+    space = DataSpace(spec["kind"], tuple(spec["shape"]))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x1 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-    if spec["kind"] == "image":
-        h, w, c = spec["shape"]
-        x1 = x1.reshape(len(x1), h, w, c).permute(0, 3, 1, 2).contiguous()
+    if space.kind == "image":  # HWC-flat rows -> CHW
+        x1 = x1.reshape(len(x1), *space.shape).permute(0, 3, 1, 2).contiguous()
     if sde_sigma is None:
         sampler = euler_reverse
     else:
