@@ -146,11 +146,14 @@ class ChainWorker:
         }
         real_shards = (Storage(self._pool.uri), self._pool.index["shards"])
         seed = cfg.seed * 100_003 + generation
+        # the previous generation's model, read once: warm start, real pairs and OCAR share it
+        needed = cfg.model.init == "previous" or cfg.strategy.name in REAL_PAIRING + ONLINE
+        previous = self._params_of(generation - 1) if generation > 0 and needed else None
         if cfg.strategy.name in REAL_PAIRING and generation > 0:
-            real_shards = (self.store.storage, self._real_pairs(plan, generation, seed))
+            real_shards = (self.store.storage, self._real_pairs(plan, generation, seed, previous))
         online = None
         if cfg.strategy.name in ONLINE and generation > 0:
-            online = self._online(plan, generation)
+            online = self._online(plan, previous)
             plan = [part for part in plan if part.source == "real"]
         dataset = (
             training_dataset(
@@ -161,14 +164,16 @@ class ChainWorker:
         )
         init = None
         if cfg.model.init == "previous" and generation > 0:
-            init = self.family.weights(self._params_of(generation - 1))
+            init = self.family.weights(previous)
         weights, report = train_generation(
             cfg, self.store.storage, generation, dataset, self.space, init, online
         )
         self._train_report = report
         return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
 
-    def _real_pairs(self, plan: list[MixPart], generation: int, seed: int) -> list[dict[str, Any]]:
+    def _real_pairs(
+        self, plan: list[MixPart], generation: int, seed: int, params: dict[str, np.ndarray]
+    ) -> list[dict[str, Any]]:
         """Shards of the plan's real rows with the noise the previous generation's model pairs
         them with (RCA/RA Reflow), made anew every `strategy.refresh` generations."""
         strategy = self.config.strategy
@@ -181,7 +186,6 @@ class ChainWorker:
         ):
             self._pairs_record = previous
             return previous["shards"]
-        params = self._params_of(generation - 1)
         sigma = strategy.sigma if strategy.reverse == "sde" else None
         shards = []
         for a, b in ranges:
@@ -194,12 +198,12 @@ class ChainWorker:
         self._pairs_record = {"made_at": generation, "rows": ranges, "shards": shards}
         return shards
 
-    def _online(self, plan: list[MixPart], generation: int) -> dict[str, Any]:
+    def _online(self, plan: list[MixPart], previous: dict[str, np.ndarray]) -> dict[str, Any]:
         """OCAR's settings: the frozen previous model and the planned share of real rows."""
         strategy = self.config.strategy
         real = sum(part.count for part in plan if part.source == "real")
         return {
-            "frozen": self.family.weights(self._params_of(generation - 1)),
+            "frozen": self.family.weights(previous),
             "real_share": real / sum(part.count for part in plan),
             "forward_steps": self.config.sample.steps,
             "reverse_steps": strategy.reverse_steps,
