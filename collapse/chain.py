@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from collapse import plots
 from collapse.config import (
     ONLINE,
     REAL_PAIRING,
@@ -34,12 +35,14 @@ from collapse.config import (
 from collapse.data import real
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import MixPart, plan_mix
-from collapse.data.shards import from_parquet, to_parquet
+from collapse.data.shards import from_parquet, table_to_images, to_parquet
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
+from collapse.evaluation import Evaluator
 from collapse.families import get_family
-from collapse.metrics import evaluate
-from collapse.sampling import keeps_noise, sample_locally
+from collapse.metrics import features
+from collapse.metrics.inception import weights_location
+from collapse.sampling import grid_size, keeps_noise, sample_grid, sample_locally
 from collapse.storage import RunStore, Storage
 
 _STREAMS = {"fit": 2}
@@ -59,13 +62,14 @@ class ChainWorker:
         self.family = get_family(config.model.family)
         self._where = real.locate(config, self.store)
         self._pool = open_dataset(self._where.pool_uri)
-        held_out = open_dataset(self._where.held_out_uri)
         self.space = DataSpace.of_index(self._pool.index)
-        self.held_out = self.space.to_vectors(held_out.read_rows([self._where.held_out_rows]))
+        self._held_out: np.ndarray | None = None
         self._real: np.ndarray | None = None
+        self._evaluator = Evaluator(config, self.store, self.space, lambda: self.held_out)
         self._train_report: dict[str, float] = {}  # the last Ray Train fit's final report
         self._pairs_record: dict[str, Any] = {}  # the real pairs the last generation used
         self._samples: dict[int, np.ndarray] = {}
+        self._bounds: np.ndarray | None = None  # scatter axes, fixed by the real data
 
     @property
     def real(self) -> np.ndarray:
@@ -73,6 +77,14 @@ class ChainWorker:
         if self._real is None:
             self._real = self.space.to_vectors(self._pool.read_rows([self._where.pool_rows]))
         return self._real
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """The held-out real rows: evaluation's reference, and the backdrop of a scatter."""
+        if self._held_out is None:
+            held_out = open_dataset(self._where.held_out_uri)
+            self._held_out = self.space.to_vectors(held_out.read_rows([self._where.held_out_rows]))
+        return self._held_out
 
     def run_generation(self, generation: int) -> dict[str, Any]:
         cfg, store = self.config, self.store
@@ -94,14 +106,17 @@ class ChainWorker:
         timings = {"train_s": time.perf_counter() - clock}
 
         clock = time.perf_counter()
-        shards = self._sample(params, model, generation)
+        shards, grid = self._sample(params, model, generation)
         samples = self._read_samples(shards)
         timings["sample_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        metrics = {**self.family.describe(params)}
-        metrics.update(evaluate(cfg.eval.metrics, samples, self.held_out))
+        measured = self._evaluate(samples)
+        metrics = {**self.family.describe(params), **measured["metrics"]}
         timings["eval_s"] = time.perf_counter() - clock
+        picture = store.write_artifact(
+            generation, "samples.png", self._picture(generation, samples, grid)
+        )
 
         record = {
             "generation": generation,
@@ -111,12 +126,21 @@ class ChainWorker:
             "samples": shards,
             "model": [model],
             "metrics": metrics,
+            "feature_extractor": measured["feature_extractor"],
+            "samples_png": picture,
         }
+        if grid:
+            record["grid"] = grid
         if self._train_report:  # trained families: last step, its loss, where training resumed
             record["train"] = self._train_report
         if self._pairs_record:  # RCA/RA Reflow: the real pairs this generation trained on
             record["real_pairs"] = self._pairs_record
-        metrics_doc = {"generation": generation, "metrics": metrics, "mix": record["mix"]}
+        metrics_doc = {
+            "generation": generation,
+            "metrics": metrics,
+            "feature_extractor": measured["feature_extractor"],
+            "mix": record["mix"],
+        }
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -215,12 +239,32 @@ class ChainWorker:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
+    def _evaluate(self, samples: np.ndarray) -> dict[str, Any]:
+        """{"metrics", "feature_extractor"}; `collapse.distributed` moves image evaluation to
+        its own Ray task (and GPU)."""
+        return self._evaluator(samples)
+
+    def _picture(self, generation: int, samples: np.ndarray, grid: list[dict]) -> bytes:
+        """samples.png: the fixed-noise grid of an image generation, or a vector generation's
+        samples over the held-out real data."""
+        if grid:
+            return plots.grid_png(np.concatenate([self._read_images(a) for a in grid]))
+        if self._bounds is None:
+            self._bounds = plots.scatter_bounds(self.held_out)
+        title = f"{self.config.name} generation {generation}: samples (blue), real (grey)"
+        return plots.scatter_png(samples, self.held_out, title, self._bounds)
+
+    def _read_images(self, artifact: dict[str, Any]) -> np.ndarray:
+        return table_to_images(from_parquet(self.store.read_artifact(artifact)))
+
     def _sample(
         self, params: dict[str, np.ndarray], model: dict[str, Any], generation: int
-    ) -> list[dict]:
+    ) -> tuple[list[dict], list[dict]]:
+        """(sample shards, grid shards)."""
         cfg = self.config
         if cfg.sample.workers == 0:
-            return sample_locally(
+            grid = grid_size(cfg, self.space)
+            shards = sample_locally(
                 self.store,
                 self.space,
                 self.family,
@@ -231,6 +275,10 @@ class ChainWorker:
                 cfg.sample.batch_size,
                 keeps_noise(cfg),
             )
+            if not grid:
+                return shards, []
+            args = (self.store, self.space, self.family, params, cfg.seed, generation, grid)
+            return shards, [sample_grid(*args)]
         from collapse.distributed.sampling import sample_with_ray_data
 
         return sample_with_ray_data(cfg, self.store.uri, self.space, model, generation)
@@ -290,10 +338,20 @@ def open_run(config: RunConfig) -> tuple[RunStore, int]:
                 f"(differs in: {', '.join(changed)}); "
                 "choose another --name or run it with the stored config"
             )
-    real.ensure(config, store)
+    _check_inception_weights(config, config.eval.features)
+    where = real.ensure(config, store)
+    if config.eval.features == "auto":  # a parquet dataset: its index says vectors or images
+        space = DataSpace.of_index(open_dataset(where.pool_uri).index)
+        _check_inception_weights(config, features.resolve("auto", space))
     if stored is None:
         store.write_config(dump_yaml(config))
     return store, len(store.committed())
+
+
+def _check_inception_weights(config: RunConfig, extractor: str) -> None:
+    """Missing FID weights fail in one line before anything is trained."""
+    if extractor == "inception":
+        weights_location(config.eval.inception_weights)
 
 
 def config_of_run(run_uri: str) -> RunConfig:

@@ -1,4 +1,4 @@
-"""The `collapse` command: run | resume | report | prepare (DESIGN.md "CLI contract").
+"""The `collapse` command: run | resume | sweep | report | prepare (DESIGN.md "CLI contract").
 
 User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from collapse.errors import UserError
 
@@ -40,6 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_uri", help="the run's directory, e.g. ./runs/quickstart")
     resume.add_argument("--quiet", action="store_true", help="no progress output")
 
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep over config keys as one Ray Tune experiment (rerun: resume)"
+    )
+    sweep.add_argument("sweep_file", help="sweep YAML: base config, space, resources")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the sweep file, e.g. --set max_concurrent_trials=2",
+    )
+    sweep.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides storage)")
+    sweep.add_argument("--name", help="sweep name (overrides name)")
+
     prepare = commands.add_parser(
         "prepare", help="write a real data source as checksummed parquet shards (+ _dataset.json)"
     )
@@ -60,10 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("--rows-per-shard", type=int, help="default: about 96 MiB per shard")
 
-    report = commands.add_parser("report", help="tables and plots of one run or many")
-    report.add_argument("run_uris", nargs="+", metavar="RUN_URI")
+    report = commands.add_parser(
+        "report", help="tables and plots of runs, or of a sweep's trials (one row per trial)"
+    )
+    report.add_argument("run_uris", nargs="+", metavar="RUN_URI", help="runs, or one sweep")
     report.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    report.add_argument("--plots", metavar="DIR", help="write a PNG per metric into DIR")
+    report.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write PNGs into DIR: a curve per metric, a sample sheet per image run, "
+        "and the final generations side by side when several runs are given",
+    )
+    report.add_argument(
+        "--heatmap",
+        metavar="KEY_X,KEY_Y",
+        help="a sweep's final --metric over two swept keys (mean over the others), "
+        "e.g. data.real_fraction,strategy.name; printed, and drawn into --plots DIR",
+    )
+    report.add_argument("--metric", help="the metric of --heatmap, e.g. w2")
     return parser
 
 
@@ -81,6 +111,8 @@ def _dispatch(args: argparse.Namespace) -> None:
         from collapse.chain import config_of_run
 
         _run_chain(config_of_run(args.run_uri), args.quiet)
+    elif args.command == "sweep":
+        _sweep(args)
     elif args.command == "report":
         _report(args)
     elif args.command == "prepare":
@@ -94,6 +126,31 @@ def _run_chain(config, quiet: bool) -> None:
     progress = ChainProgress(config, quiet=quiet)
     outcome = run_chain(config, on_start=progress.start, on_generation=progress.generation)
     progress.finish(outcome.uri, outcome.records, outcome.already_complete)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from collapse.sweep import load_sweep, open_sweep
+
+    overrides = list(args.overrides)
+    if args.storage:
+        overrides.append(f"storage={args.storage}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    sweep = load_sweep(args.sweep_file, overrides)
+    resumed = open_sweep(sweep)
+    print(f"{'resuming' if resumed else 'starting'} sweep {sweep.uri}", file=sys.stderr)
+    from collapse.distributed.tune import run_sweep
+
+    results = run_sweep(sweep)
+    failed = [r for r in results if r.error is not None]
+    print(
+        f"sweep {sweep.uri}: {len(results)} trials, {len(failed)} failed; "
+        f"report: collapse report {sweep.uri}"
+    )
+    for result in failed:
+        print(f"  failed: {result.path}: {str(result.error).splitlines()[0]}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(results)} trials failed; rerun to resume them")
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -119,14 +176,36 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from collapse import report
+    from collapse import plots, report
 
-    records = report.load_records(args.run_uris)
-    formatter = {"table": report.format_table, "json": report.format_json, "csv": report.format_csv}
-    print(formatter[args.format](records))
-    if args.plots:
-        for path in report.plot_metrics(records, args.plots):
-            print(f"wrote {path}", file=sys.stderr)
+    if args.heatmap and not args.metric:
+        raise UserError("--heatmap needs --metric, e.g. --metric w2")
+    trials = report.sweep_trials(args.run_uris[0]) if len(args.run_uris) == 1 else None
+    if args.heatmap and trials is None:
+        raise UserError("--heatmap is for a sweep: give one sweep URI")
+    records = report.load_records(trials.run_uris if trials else args.run_uris)
+    written = report.write_plots(records, args.plots) if args.plots else []
+    if trials is None:
+        formatter = {
+            "table": report.format_table,
+            "json": report.format_json,
+            "csv": report.format_csv,
+        }
+        print(formatter[args.format](records))
+    else:
+        rows = report.trial_table(records, trials)
+        print(report.format_rows(rows, args.format))
+        if args.heatmap:
+            x_key, _, y_key = args.heatmap.partition(",")
+            xs, ys, matrix = report.heatmap(rows, x_key.strip(), y_key.strip(), args.metric)
+            print(f"\n{args.metric} (final generation; rows {y_key}, columns {x_key})")
+            print(report.format_rows(report.pivot_rows(xs, ys, matrix, y_key), "table"))
+            if args.plots:
+                path = Path(args.plots) / f"heatmap-{args.metric}.png"
+                plots.heatmap(xs, ys, matrix, x_key, y_key, args.metric, path)
+                written.append(path)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,15 +19,20 @@ from collapse.errors import UserError
 
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
 VECTOR_METRICS = ("w2", "mmd", "mean_err", "var", "precision", "recall")
+IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
+METRICS = (*VECTOR_METRICS, "density", "coverage", "fid", "kid")
+FEATURES = ("auto", "raw", "digits-cnn", "inception")
 TOY_SOURCES = {"gaussian": None, "mog8": 2, "two_moons": 2}  # name -> fixed dim (None: data.dim)
 BUILTIN_SOURCES = ("sklearn:digits", "torchvision:cifar10", "torchvision:mnist")
 SOURCE_FORMS = (*(f"toy:{n}" for n in TOY_SOURCES), *BUILTIN_SOURCES, "folder:PATH", "parquet:URI")
 
 Loop = Literal["fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate"]
-VectorMetric = Literal["w2", "mmd", "mean_err", "var", "precision", "recall"]
+Metric = Literal[
+    "w2", "mmd", "mean_err", "var", "precision", "recall", "density", "coverage", "fid", "kid"
+]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
@@ -43,7 +48,7 @@ def check_source(real: str) -> str:
     return real
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     real: str = "toy:mog8"
     dim: int = Field(2, ge=1, le=65536)
     n_real: int = Field(2000, ge=2, le=10**9)
@@ -73,7 +78,7 @@ class DataConfig(_Section):
         return self
 
 
-class GaussianModel(_Section):
+class GaussianModel(Section):
     """Fit a Gaussian and sample from it (Shumailov et al. 2024)."""
 
     family: Literal["gaussian"]
@@ -81,14 +86,14 @@ class GaussianModel(_Section):
     estimator: Literal["mle", "unbiased"] = "mle"
 
 
-class KDEModel(_Section):
+class KDEModel(Section):
     """Gaussian kernel density estimate; `bandwidth` is a number (in data units) or a rule."""
 
     family: Literal["kde"]
     bandwidth: Annotated[float, Field(gt=0)] | Literal["scott", "silverman"] = "scott"
 
 
-class RectifiedFlowModel(_Section):
+class RectifiedFlowModel(Section):
     """Rectified flow (Liu et al. 2022) trained on Ray Train. `net` configures the velocity net
     (vectors: hidden, depth, time_embed; images: preset tiny|small|ddpm_cifar10 plus any
     diffusers UNet2DModel key); `init: previous` warm-starts each generation from the last."""
@@ -98,7 +103,7 @@ class RectifiedFlowModel(_Section):
     init: Literal["previous", "scratch"] = "previous"
 
 
-class GMMModel(_Section):
+class GMMModel(Section):
     """Gaussian mixture fitted by EM (scikit-learn)."""
 
     family: Literal["gmm"]
@@ -117,7 +122,7 @@ REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by 
 ONLINE = ("ocar", "ora_reflow")  # ... on the fly, per mini-batch, storing nothing
 
 
-class StrategyConfig(_Section):
+class StrategyConfig(Section):
     """Mitigation of collapse applied by the chain; `none` runs the plain loop.
 
     `reflow` (rectified_flow only): each generation's samples keep their noise, and the next
@@ -155,7 +160,7 @@ class StrategyConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Training of neural families (toy families fit in closed form and ignore it)."""
 
     workers: int = Field(1, ge=0, le=4096)  # 0: Ray Train's local mode, in the chain's process
@@ -172,7 +177,7 @@ class TrainConfig(_Section):
     compile: bool = False
 
 
-class SampleConfig(_Section):
+class SampleConfig(Section):
     """How many samples each generation draws, and where.
 
     `workers: 0` samples inside the chain's own worker (no start-up cost: right for toy
@@ -187,11 +192,25 @@ class SampleConfig(_Section):
     batch_size: int = Field(4096, ge=1, le=10**7)
 
 
-class EvalConfig(_Section):
-    metrics: list[VectorMetric] = Field(default_factory=lambda: list(VECTOR_METRICS))
+class EvalConfig(Section):
+    """What each generation is measured by, and in which feature space.
+
+    Every metric is computed on features of the samples against features of the held-out real
+    set: the vectors themselves (`raw`), a small classifier trained on digits (`digits-cnn`), or
+    clean-fid's Inception (`inception`, the features FID is defined on). `auto` picks raw for
+    vectors, digits-cnn for sklearn:digits and Inception for other images. `metrics` defaults
+    to DESIGN.md's vector or image set. `grid` images drawn from the same noise in every
+    generation make each image generation's samples.png (0: none).
+    """
+
+    metrics: list[Metric] | None = None
+    features: Literal["auto", "raw", "digits-cnn", "inception"] = "auto"
+    inception_weights: str | None = Field(None, min_length=1)
+    batch_size: int = Field(250, ge=1, le=10**6)
+    grid: int = Field(64, ge=0, le=1024)
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     name: str = Field("quickstart", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     seed: int = Field(0, ge=0, le=2**63 - 1)
     storage: str = Field("./runs", min_length=1)
@@ -211,6 +230,17 @@ class RunConfig(_Section):
             )
         if self.sample.n is None:
             self.sample.n = self.data.n_train
+        kind = data_kind(self.data.real)
+        if self.eval.features == "auto" and kind is not None:
+            self.eval.features = (
+                "raw"
+                if kind == "vector"
+                else "digits-cnn"
+                if self.data.real == "sklearn:digits"
+                else "inception"
+            )
+        if self.eval.metrics is None and kind is not None:
+            self.eval.metrics = list(VECTOR_METRICS if kind == "vector" else IMAGE_METRICS)
         if self.data.loop != "accumulate":
             data = self.data
             needed = data.n_train - real_count(data.loop, data.n_train, data.real_fraction)
@@ -220,6 +250,13 @@ class RunConfig(_Section):
                     f"generation's training set needs (n_train x (1 - real_fraction))"
                 )
         return self
+
+
+def data_kind(real: str) -> str | None:
+    """ "vector" or "image" for the built-in sources; None for a parquet dataset, whose index
+    says which (read when the run opens it)."""
+    kind = real.partition(":")[0]
+    return {"toy": "vector", "parquet": None}.get(kind, "image")
 
 
 def real_count(loop: str, n_train: int, real_fraction: float) -> int:
@@ -276,7 +313,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b=c` overrides; values are parsed as YAML so `--set seed=3` is an int."""
-    out = _deep_copy(raw)
+    out = deep_copy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
         parts = key.strip().split(".")
@@ -284,22 +321,28 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise UserError(
                 f"--set expects key=value with a dotted key (e.g. data.n_train=500), got {item!r}"
             )
-        node = out
-        for depth, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise UserError(f"--set {key}: {where} is a value, not a section")
-            node = child
-        node[parts[-1]] = parse_yaml(value, f"--set {key}")
+        set_key(out, key.strip(), parse_yaml(value, f"--set {key}"), f"--set {key}")
     return out
 
 
-def _deep_copy(value: Any) -> Any:
+def set_key(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
+    """Set dotted `key` in a raw config mapping, making sections as needed (in place)."""
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise UserError(f"{what}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_copy(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value
 
 
@@ -374,19 +417,19 @@ def _allowed_keys(loc: tuple) -> list[str]:
 
 
 def differing_keys(
-    a: RunConfig, b: RunConfig, ignore: tuple[str, ...] = ("storage", "name")
+    a: BaseModel, b: BaseModel, ignore: tuple[str, ...] = ("storage", "name")
 ) -> list[str]:
     """Dotted keys whose values differ between two configs (what makes a resume unsafe)."""
-    flat_a, flat_b = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))
+    flat_a, flat_b = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
     keys = sorted(set(flat_a) | set(flat_b))
     return [k for k in keys if k.split(".")[0] not in ignore and flat_a.get(k) != flat_b.get(k)]
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

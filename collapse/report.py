@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collapse import plots
 from collapse.config import parse_yaml
+from collapse.data.shards import from_parquet, table_to_images
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.storage import RunStore, Storage
 
 
 def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
@@ -31,6 +35,7 @@ def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
                     "uri": store.uri,
                     "generation": rec["generation"],
                     "metrics": rec["metrics"],
+                    **{k: rec[k] for k in ("feature_extractor", "samples_png", "grid") if k in rec},
                     "train_rows": rec["train_rows"],
                     "mix": rec["mix"],
                 }
@@ -49,16 +54,12 @@ def _disambiguate(records: list[dict[str, Any]]) -> None:
             r["run"] = r["uri"]
 
 
-def metric_names(records: list[dict[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(k for r in records for k in r["metrics"]))
-
-
 def format_json(records: list[dict[str, Any]]) -> str:
     return json.dumps(records, indent=1)
 
 
 def _rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    names = metric_names(records)
+    names = plots.metric_names(records)
     header = ["run", "generation", *names]
     rows = [[r["run"], r["generation"], *(r["metrics"].get(n, "") for n in names)] for r in records]
     return header, rows
@@ -74,7 +75,10 @@ def format_csv(records: list[dict[str, Any]]) -> str:
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    header, rows = _rows(records)
+    return _align(*_rows(records))
+
+
+def _align(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header] + [[v if isinstance(v, str) else _number(v) for v in row] for row in rows]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(header))]
 
@@ -91,39 +95,162 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 
 def _number(value: Any) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.5g}"
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
 
 
-def plot_metrics(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """One PNG per metric: metric vs generation, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Metric curves (one PNG per metric, a line per run); for image runs a sheet of the
+    same-noise grid over generations; for several runs a bar chart of their final generation."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    written = plots.metric_curves(records, out)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_run[r["run"]].append(r)
-    written = []
-    for name in metric_names(records):
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-        for run, recs in by_run.items():
-            points = sorted(
-                (r["generation"], r["metrics"][name]) for r in recs if name in r["metrics"]
-            )
-            if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=run)
-        ax.set_xlabel("generation")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} per generation")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path)
-        plt.close(fig)
+    for run, recs in by_run.items():
+        with_grid = [r for r in recs if r.get("grid")]
+        if not with_grid:
+            continue
+        keep = set(plots.sheet_generations([r["generation"] for r in with_grid]))
+        store = RunStore(with_grid[0]["uri"])
+        grids = [
+            (r["generation"], _grid_images(store, r["grid"]))
+            for r in with_grid
+            if r["generation"] in keep
+        ]
+        path = out / f"{_file_name(run)}-samples.png"
+        path.write_bytes(plots.sample_sheet(grids, f"{run}: same noise, one row per generation"))
         written.append(path)
+    if len(by_run) > 1:
+        written.append(plots.final_bars(records, out / "final.png"))
     return written
+
+
+def _grid_images(store: RunStore, shards: list[dict[str, Any]]) -> Any:
+    import numpy as np
+
+    return np.concatenate([table_to_images(from_parquet(store.read_artifact(a))) for a in shards])
+
+
+def _file_name(run: str) -> str:
+    """A run's name (or URI, when names clash) as a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run).strip("_") or "run"
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepTrials:
+    """A sweep's trials as runs: their URIs and the value each took of each swept key."""
+
+    uri: str
+    keys: list[str]
+    params: dict[str, dict[str, Any]]  # run URI -> {key: value}
+
+    @property
+    def run_uris(self) -> list[str]:
+        return list(self.params)
+
+
+def sweep_trials(uri: str) -> SweepTrials | None:
+    """The trials of the sweep at `uri`, or None if `uri` is not a sweep."""
+    from collapse.config import flatten
+    from collapse.sweep import SWEEP_FILE, TRIALS
+
+    storage = Storage(uri)
+    storage.check_reachable()
+    text = storage.read_text(SWEEP_FILE)
+    if text is None:
+        return None
+    keys = list(parse_yaml(text, storage.uri_of(SWEEP_FILE)).get("space") or {})
+    params = {}
+    for name in sorted(storage.list_dir(TRIALS)):
+        run = RunStore(storage.uri_of(f"{TRIALS}/{name}"))
+        config = run.read_config()
+        if config is None:
+            continue
+        flat = flatten(parse_yaml(config, run.storage.uri_of("config.yaml")))
+        params[run.uri] = {key: flat.get(key) for key in keys}
+    if not params:
+        raise UserError(f"{storage.uri}: a sweep without trials yet (nothing under {TRIALS}/)")
+    return SweepTrials(storage.uri, keys, params)
+
+
+def final_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's last committed generation."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["run"] not in last or r["generation"] > last[r["run"]]["generation"]:
+            last[r["run"]] = r
+    return list(last.values())
+
+
+def trial_table(records: list[dict[str, Any]], trials: SweepTrials) -> list[dict[str, Any]]:
+    """One row per trial: its name, parameters, last generation and that generation's metrics."""
+    return [
+        {
+            "trial": r["run"],
+            **trials.params[r["uri"]],
+            "generation": r["generation"],
+            **r["metrics"],
+        }
+        for r in final_records(records)
+    ]
+
+
+def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """A list of flat rows as table, json or csv."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    body = [[row.get(k, "") for k in header] for row in rows]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(body)
+        return out.getvalue()
+    return _align(header, body)
+
+
+def heatmap(
+    rows: list[dict[str, Any]], x_key: str, y_key: str, metric: str
+) -> tuple[list[Any], list[Any], Any]:
+    """(x values, y values, matrix) of `metric`'s mean over trials that share (x, y), e.g. over
+    seeds; NaN where no trial has that pair."""
+    import numpy as np
+
+    for key in (x_key, y_key):
+        if rows and key not in rows[0]:
+            swept = [k for k in rows[0] if k not in ("trial", "generation")]
+            raise UserError(f"--heatmap: {key} is not a swept key; swept: {', '.join(swept)}")
+    if not any(metric in row for row in rows):
+        raise UserError(f"--metric: no trial reports {metric!r}")
+    xs = _ordered(row[x_key] for row in rows)
+    ys = _ordered(row[y_key] for row in rows)
+    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for row in rows:
+        if metric in row:
+            cells[ys.index(row[y_key]), xs.index(row[x_key])].append(row[metric])
+    matrix = np.full((len(ys), len(xs)), np.nan)
+    for (i, j), values in cells.items():
+        matrix[i, j] = float(np.mean(values))
+    return xs, ys, matrix
+
+
+def _ordered(values: Any) -> list[Any]:
+    unique = list(dict.fromkeys(values))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in unique):
+        return sorted(unique)
+    return unique
+
+
+def pivot_rows(xs: list[Any], ys: list[Any], matrix: Any, y_key: str) -> list[dict[str, Any]]:
+    """The heatmap as table rows: one per y value, a column per x value."""
+    return [
+        {y_key: str(y), **{str(x): float(v) for x, v in zip(xs, row, strict=True)}}
+        for y, row in zip(ys, matrix, strict=True)
+    ]

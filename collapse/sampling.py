@@ -5,6 +5,10 @@ Row `id` of generation g is `family.sample(params, noise)` with the noise of (se
 (`collapse.noise`), so the samples are the same however the rows are split into batches or
 over actors, and a shard is named by its first id, so a retried batch overwrites itself
 instead of adding a duplicate.
+
+An image generation also draws a small `grid` from noise that is the same in every generation
+(its own stream, never a generation's): the rows of samples.png and of the report's sheet show
+what one and the same noise becomes as the chain goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collapse.data.space import DataSpace
 from collapse.noise import row_normals
 from collapse.storage import RunStore
 
+GRID_STREAM = (1 << 63) + 1  # the grid's noise stream: above every generation number
+
 
 def keeps_noise(config: RunConfig) -> bool:
     """Reflow trains the next generation on (noise, sample) pairs: store the noise with them
@@ -28,10 +34,10 @@ def keeps_noise(config: RunConfig) -> bool:
 
 
 def draw(
-    family: ModuleType, params: dict[str, np.ndarray], seed: int, generation: int, ids: np.ndarray
+    family: ModuleType, params: dict[str, np.ndarray], seed: int, stream: int, ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(samples, the noise each was drawn from)."""
-    noise = row_normals(seed, ids, family.noise_dim(params), stream=generation)
+    """(samples, the noise each was drawn from); `stream` is the generation, or GRID_STREAM."""
+    noise = row_normals(seed, ids, family.noise_dim(params), stream=stream)
     return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32), noise
 
 
@@ -42,10 +48,11 @@ def write_batch(
     x: np.ndarray,
     ids: np.ndarray,
     noise: np.ndarray | None = None,
+    folder: str = "samples",
 ) -> dict[str, Any]:
     """One shard of samples; with `noise`, the (noise, sample) pairs that reflow trains on."""
     table = space.to_table(x, "synthetic", generation, ids, noise=noise)
-    name = f"samples/part-{int(ids[0]):09d}.parquet"
+    name = f"{folder}/part-{int(ids[0]):09d}.parquet"
     return store.write_artifact(generation, name, to_parquet(table), rows=len(ids))
 
 
@@ -66,3 +73,22 @@ def sample_locally(
         x, noise = draw(family, params, seed, generation, ids)
         shards.append(write_batch(store, space, generation, x, ids, noise if keep_noise else None))
     return shards
+
+
+def grid_size(config: RunConfig, space: DataSpace) -> int:
+    """Rows of the fixed-noise grid: image runs only (a vector run's picture is a scatter)."""
+    return config.eval.grid if space.kind == "image" else 0
+
+
+def sample_grid(
+    store: RunStore,
+    space: DataSpace,
+    family: ModuleType,
+    params: dict[str, np.ndarray],
+    seed: int,
+    generation: int,
+    n: int,
+) -> dict[str, Any]:
+    ids = np.arange(n, dtype=np.int64)
+    x, _ = draw(family, params, seed, GRID_STREAM, ids)
+    return write_batch(store, space, generation, x, ids, folder="grid")

@@ -56,6 +56,21 @@ def test_overrides_are_typed_by_yaml():
     assert config.eval.metrics == ["w2", "var"]
 
 
+def test_eval_defaults_follow_the_kind_of_data():
+    vectors = validate({})
+    assert vectors.eval.features == "raw"
+    assert vectors.eval.metrics == ["w2", "mmd", "mean_err", "var", "precision", "recall"]
+    digits = validate({"data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000}})
+    assert digits.eval.features == "digits-cnn"
+    assert digits.eval.metrics == ["fid", "kid", "precision", "recall", "density", "coverage"]
+    cifar = validate({"data": {"real": "torchvision:cifar10"}})
+    assert cifar.eval.features == "inception"
+    parquet = validate({"data": {"real": "parquet:s3://b/d"}})  # kind known only from its index
+    assert (parquet.eval.features, parquet.eval.metrics) == ("auto", None)
+    chosen = validate({"eval": {"metrics": ["fid", "w2"], "features": "raw"}})
+    assert (chosen.eval.features, chosen.eval.metrics) == ("raw", ["fid", "w2"])
+
+
 def test_yaml_reads_exponent_floats():
     assert parse_yaml("lr: 1e-3\nbig: 2E+5\nn: 12", "x") == {"lr": 1e-3, "big": 2e5, "n": 12}
 
@@ -108,7 +123,9 @@ def test_differing_keys_names_the_changed_keys_only():
         ({"data": {"n_train": 5000}}, ["n_train", "n_real"]),
         ({"data": {"loop": "recycle"}}, ["data.loop", "fresh_data"]),
         ({"sample": {"n": 10}}, ["sample.n"]),
-        ({"eval": {"metrics": ["fid"]}}, ["eval.metrics", "'w2'"]),
+        ({"eval": {"metrics": ["fjd"]}}, ["eval.metrics", "'w2'", "'fid'"]),
+        ({"eval": {"features": "clip"}}, ["eval.features", "'digits-cnn'", "'inception'"]),
+        ({"eval": {"grid": -1}}, ["eval.grid"]),
         ({"name": "../escape"}, ["name"]),
     ],
 )

@@ -146,7 +146,8 @@ def test_distributed_sampling_matches_in_process_sampling(ray_cluster, tmp_path)
         )
         store.clear_generation(3)
         store.write_artifact(3, "model/params.npz", _npz(params))
-        shards = sample_with_ray_data(config, store.uri, space, model, 3)
+        shards, grid = sample_with_ray_data(config, store.uri, space, model, 3)
+        assert grid == []  # vectors draw no fixed-noise grid
         assert sum(s["rows"] for s in shards) == 1000
         assert len(shards) == -(-1000 // batch)
         np.testing.assert_array_equal(space.to_vectors(_read(store, shards)), expected)

@@ -230,13 +230,20 @@ def test_evaluate_computes_precision_and_recall_once(monkeypatch):
         calls.append(1)
         return 0.25, 0.75
 
-    monkeypatch.setattr(collapse.metrics, "precision_recall", counting)
+    monkeypatch.setitem(collapse.metrics._JOINT, ("precision", "recall"), counting)
+    monkeypatch.setitem(collapse.metrics._JOINT, ("density", "coverage"), counting)
     x = np.zeros((5, 2))
     assert evaluate(["precision", "recall"], x, x) == {"precision": 0.25, "recall": 0.75}
     assert len(calls) == 1
+    assert evaluate(["coverage", "recall", "density"], x, x) == {
+        "coverage": 0.75,
+        "recall": 0.75,
+        "density": 0.25,
+    }
+    assert len(calls) == 3
 
 
 def test_evaluate_rejects_unknown_names():
     x = np.zeros((5, 2))
-    with pytest.raises(ValueError, match="'fid'.*allowed: w2"):
-        evaluate(["w2", "fid"], x, x)
+    with pytest.raises(ValueError, match="'fjd'.*allowed: w2"):
+        evaluate(["w2", "fjd"], x, x)

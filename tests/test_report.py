@@ -59,13 +59,40 @@ def test_plots_are_one_png_per_metric_with_a_line_per_run(two_runs, tmp_path, ca
     out = tmp_path / "plots"
     assert main(["report", *two_runs, "--plots", str(out)]) == 0
     pngs = sorted(p.name for p in out.iterdir())
-    assert pngs == sorted(f"{m}.png" for m in ("sigma2", "log_sigma2", "w2", "mean_err", "var"))
-    image = np.asarray(Image.open(out / "sigma2.png").convert("RGB"))
-    assert image.shape[0] >= 400 and image.shape[1] >= 600
-    assert image.std() > 10, "the plot is blank"
+    metrics = ("sigma2", "log_sigma2", "w2", "mean_err", "var")
+    assert pngs == sorted([*(f"{m}.png" for m in metrics), "final.png"])
+    image = _picture(out / "sigma2.png", min_size=(400, 600))
     # two runs -> two distinctly coloured lines (matplotlib's first two cycle colours)
     colours = {tuple(c) for c in image.reshape(-1, 3)}
     assert (31, 119, 180) in colours and (255, 127, 14) in colours
+    bars = _picture(out / "final.png", min_size=(600, 1000))  # 5 panels: 2 rows of 3
+    colours = {tuple(c) for c in bars.reshape(-1, 3)}
+    assert (31, 119, 180) in colours and (255, 127, 14) in colours
+
+
+def test_one_run_has_curves_but_no_final_bars(two_runs, tmp_path):
+    out = tmp_path / "one"
+    assert main(["report", two_runs[0], "--plots", str(out)]) == 0
+    assert "final.png" not in {p.name for p in out.iterdir()}
+
+
+def test_each_vector_generation_draws_its_samples_over_the_real_data(two_runs):
+    from collapse.storage import RunStore
+
+    store = RunStore(two_runs[0])
+    for record in store.committed():
+        assert record["feature_extractor"] == "raw"
+        picture = _picture(store.storage.path(record["samples_png"]["path"]), min_size=(300, 300))
+        colours = {tuple(c) for c in picture.reshape(-1, 3)}
+        assert (190, 190, 190) in colours and (31, 119, 180) in colours  # real and samples
+
+
+def _picture(path, min_size) -> np.ndarray:
+    """The PNG at `path` as RGB, checked to be at least `min_size` (rows, cols) and not blank."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[0] >= min_size[0] and image.shape[1] >= min_size[1], image.shape
+    assert image.std() > 10, f"{path} is blank"
+    return image
 
 
 def test_report_of_a_missing_run_is_a_user_error(tmp_path, capsys):

@@ -66,6 +66,9 @@ class DataSpace:
     ) -> pa.Table:
         if self.kind == "vector":
             return vectors_to_table(x, source, generation, ids=ids, noise=noise)
+        return images_to_table(self.to_images(x), source, generation, ids=ids, noise=noise)
+
+    def to_images(self, x: np.ndarray) -> np.ndarray:
+        """(n, H, W, C) uint8 pictures of model-space rows, as they are stored."""
         pixels = np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255)
-        images = pixels.astype(np.uint8).reshape(len(x), *self.shape)
-        return images_to_table(images, source, generation, ids=ids, noise=noise)
+        return pixels.astype(np.uint8).reshape(len(x), *self.shape)

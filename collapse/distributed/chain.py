@@ -12,19 +12,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import ray
 
 from collapse.chain import ChainWorker
 from collapse.config import RunConfig
+from collapse.distributed.evaluation import evaluate_on_ray
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
 from collapse.errors import UserError
 from collapse.families import get_family
 
 
-class _ChainActor(ChainWorker):
+class RayChainWorker(ChainWorker):
+    """The chain's worker as it runs on the cluster: in its own actor (`remote_worker`) or in
+    a Tune trial's process (`collapse.distributed.tune`)."""
+
     def __init__(self, config: RunConfig, settings: dict[str, str]):
         use_storage_settings(settings)
         super().__init__(config)
+        self._settings = settings
+
+    def _evaluate(self, samples: np.ndarray) -> dict[str, Any]:
+        """Image features run in a task of their own, on a GPU if the run has them; vector
+        metrics take milliseconds and stay here, where a task would cost more than they do."""
+        if self.space.kind == "image":
+            return evaluate_on_ray(self.config, self._settings, samples)
+        return super()._evaluate(samples)
 
 
 class RemoteWorker:
@@ -50,7 +63,7 @@ def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
     trains = getattr(get_family(config.model.family), "trains_on_ray", False)
     cpus = 0 if config.sample.workers or trains else 1
     options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0}
-    actor = ray.remote(_ChainActor).options(**options).remote(config, storage_settings())
+    actor = ray.remote(RayChainWorker).options(**options).remote(config, storage_settings())
     try:
         yield RemoteWorker(actor)
     finally:

@@ -17,6 +17,7 @@ _STORAGE_ENV = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_PROFILE",
+    "COLLAPSE_INCEPTION_WEIGHTS",  # where the FID weights are (collapse.metrics.inception)
 )
 
 
@@ -32,7 +33,8 @@ def ensure_ray() -> None:
 
 
 def storage_settings() -> dict[str, str]:
-    """The driver's storage settings (endpoint, region, credentials), for workers on any node.
+    """The driver's storage settings (endpoint, region, credentials, the Inception weights'
+    location), for workers on any node.
 
     They travel as call arguments and are applied with `use_storage_settings` in the worker.
     Not through a runtime env: Ray's runtime-env agent writes those, values and all, into its

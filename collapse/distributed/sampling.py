@@ -18,7 +18,7 @@ from collapse.config import RunConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.families import get_family
-from collapse.sampling import draw, keeps_noise, write_batch
+from collapse.sampling import GRID_STREAM, draw, grid_size, keeps_noise, write_batch
 from collapse.storage import RunStore
 
 
@@ -44,21 +44,33 @@ class _Sampler:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids = np.concatenate(list(batch["id"])).astype(np.int64)
-        x, noise = draw(self.family, self.params, self.seed, self.generation, ids)
-        kept = noise if self.keep_noise else None
-        shard = write_batch(self.store, self.space, self.generation, x, ids, kept)
+        if bool(batch["grid"][0]):
+            stream, folder, kept = GRID_STREAM, "grid", None
+        else:
+            stream, folder = self.generation, "samples"
+        x, noise = draw(self.family, self.params, self.seed, stream, ids)
+        if folder == "samples":
+            kept = noise if self.keep_noise else None
+        shard = write_batch(self.store, self.space, self.generation, x, ids, kept, folder)
         return {k: np.array([v]) for k, v in shard.items()}
 
 
 def sample_with_ray_data(
     config: RunConfig, run_uri: str, space: DataSpace, model: dict[str, Any], generation: int
-) -> list[dict[str, Any]]:
-    """Sample `config.sample.n` rows on `config.sample.workers` actors; shard descriptors by id."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sample `config.sample.n` rows (and the fixed-noise grid) on `config.sample.workers`
+    actors; the samples' and the grid's shard descriptors, each by id."""
     use_gpu = config.train.use_gpu
     # One block per batch, made in the caller: no read tasks compete with the pool for CPUs,
     # and the pool's actors share the blocks between them.
     n, batch = config.sample.n, config.sample.batch_size
-    blocks = [{"id": np.arange(a, min(a + batch, n), dtype=np.int64)} for a in range(0, n, batch)]
+    blocks = [
+        {"id": np.arange(a, min(a + batch, n), dtype=np.int64), "grid": False}
+        for a in range(0, n, batch)
+    ]
+    grid = grid_size(config, space)
+    if grid:
+        blocks.append({"id": np.arange(grid, dtype=np.int64), "grid": True})
     shards = (
         ray.data.from_items(blocks, override_num_blocks=len(blocks))
         .map_batches(
@@ -90,4 +102,6 @@ def sample_with_ray_data(
         }
         for s in shards
     ]
-    return sorted(described, key=lambda s: s["path"])
+    described.sort(key=lambda s: s["path"])
+    in_grid = [s for s in described if "/grid/" in s["path"]]
+    return [s for s in described if "/grid/" not in s["path"]], in_grid

@@ -1,7 +1,8 @@
 """Metric registry: the names of DESIGN.md's metric contract mapped to their computations.
 
 The chain asks for metrics by name (config `eval.metrics`) and stores plain floats, so that
-metrics.json, the manifest and `collapse report` need no numpy.
+metrics.json, the manifest and `collapse report` need no numpy. Every metric compares two sets
+of features (`collapse.metrics.features` turns images into them; vectors are their own).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from collapse.config import VECTOR_METRICS
-from collapse.metrics.manifold import precision_recall
+from collapse.config import METRICS
+from collapse.metrics.frechet import fid, kid
+from collapse.metrics.manifold import density_coverage, precision_recall
 from collapse.metrics.vectors import mean_err, mean_variance, mmd_rbf, w2_gaussian
 
 _PAIRWISE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -19,24 +21,31 @@ _PAIRWISE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "mmd": mmd_rbf,
     "mean_err": mean_err,
     "var": lambda samples, real: mean_variance(samples),
+    "fid": fid,
+    "kid": kid,
 }
-_MANIFOLD = ("precision", "recall")
+# metrics computed in pairs from one k-NN pass
+_JOINT: dict[tuple[str, str], Callable[[np.ndarray, np.ndarray], tuple[float, float]]] = {
+    ("precision", "recall"): precision_recall,
+    ("density", "coverage"): density_coverage,
+}
 
 
 def evaluate(names: Sequence[str], samples: np.ndarray, real: np.ndarray) -> dict[str, float]:
-    """Compute the named vector metrics of `samples` against held-out `real` data.
+    """Compute the named metrics of `samples` against held-out `real` features.
 
     Names are checked before any work, so a typo fails fast rather than after the expensive
-    ones; precision and recall share one k-NN computation.
+    ones.
     """
-    unknown = [name for name in names if name not in VECTOR_METRICS]
+    unknown = [name for name in names if name not in METRICS]
     if unknown:
         listed = ", ".join(map(repr, unknown))
-        raise ValueError(f"unknown metric(s) {listed}; allowed: {', '.join(VECTOR_METRICS)}")
-    manifold: dict[str, float] = {}
-    if any(name in _MANIFOLD for name in names):
-        manifold = dict(zip(_MANIFOLD, precision_recall(samples, real), strict=True))
+        raise ValueError(f"unknown metric(s) {listed}; allowed: {', '.join(METRICS)}")
+    joint: dict[str, float] = {}
+    for pair, compute in _JOINT.items():
+        if any(name in pair for name in names):
+            joint.update(zip(pair, compute(samples, real), strict=True))
     return {
-        name: manifold[name] if name in _MANIFOLD else float(_PAIRWISE[name](samples, real))
+        name: joint[name] if name in joint else float(_PAIRWISE[name](samples, real))
         for name in names
     }

@@ -1,0 +1,113 @@
+"""A sweep as one Ray Tune experiment: a trial per point of the space, each trial one chain.
+
+A trial runs its chain in its own process (`RayChainWorker`, the worker a chain's actor runs)
+and reports each committed generation to Tune, with `generation` as the time attribute that
+ASHA stops trials on. Tune's experiment state lives beside the trials on the sweep's storage,
+so re-running the same `collapse sweep` after the driver died restores the experiment: finished
+trials stay finished, and an unfinished trial's chain resumes from its last committed
+generation (its run directory is named by its trial index and parameters, which Tune keeps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from collapse.chain import open_run
+from collapse.distributed.chain import RayChainWorker
+from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
+from collapse.storage import Storage
+from collapse.sweep import SweepConfig, distribution, first_point, trial_config, trial_name
+
+EXPERIMENT = "tune"
+_SAMPLERS = {
+    "grid": tune.grid_search,
+    "choice": tune.choice,
+    "uniform": lambda v: tune.uniform(*v),
+    "loguniform": lambda v: tune.loguniform(*v),
+    "randint": lambda v: tune.randint(*v),
+}
+
+
+def run_sweep(sweep: SweepConfig) -> tune.ResultGrid:
+    ensure_ray()
+    storage = Storage(sweep.uri)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, sweep=sweep, settings=storage_settings()),
+        {"cpu": sweep.resources.cpus, "gpu": sweep.resources.gpus},
+    )
+    experiment = storage.path(EXPERIMENT)
+    if tune.Tuner.can_restore(experiment, storage_filesystem=storage.fs):
+        tuner = tune.Tuner.restore(
+            experiment,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage.fs,
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={k: _SAMPLERS[kind](v) for k, (kind, v) in _space(sweep).items()},
+            tune_config=_tune_config(sweep),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT,
+                storage_path=storage.path(""),
+                storage_filesystem=storage.fs,
+                failure_config=tune.FailureConfig(max_failures=2),
+            ),
+        )
+    return tuner.fit()
+
+
+def _space(sweep: SweepConfig) -> dict[str, tuple[str, list[Any]]]:
+    return {key: distribution(key, spec) for key, spec in sweep.space.items()}
+
+
+def _tune_config(sweep: SweepConfig) -> tune.TuneConfig:
+    stop = sweep.early_stop
+    scheduler = None
+    if stop is not None:
+        scheduler = ASHAScheduler(
+            time_attr="generation",
+            max_t=max(1, trial_config(sweep, first_point(sweep), "t").generations - 1),
+            grace_period=stop.grace_period,
+            reduction_factor=stop.reduction_factor,
+        )
+    return tune.TuneConfig(
+        metric=stop.metric if stop else None,
+        mode=stop.mode if stop else None,
+        scheduler=scheduler,
+        num_samples=sweep.samples,
+        max_concurrent_trials=sweep.max_concurrent_trials,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
+    )
+
+
+def _trial_name(trial: Any) -> str:
+    return trial_name(_index(trial.trial_id), trial.config)
+
+
+def _index(trial_id: str) -> int:
+    """Tune's trial ids end in the trial's index (`3f2a1_00007`), kept across a restore."""
+    return int(trial_id.rsplit("_", 1)[-1])
+
+
+def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str]) -> None:
+    use_storage_settings(settings)
+    index = _index(tune.get_context().get_trial_id())
+    config = trial_config(sweep, params, trial_name(index, params))
+    store, start = open_run(config)
+    if start >= config.generations:  # finished before the driver died: say so once more
+        tune.report(_result(store.committed()[-1]))
+        return
+    worker = RayChainWorker(config, settings)
+    for record in worker.run_generations(start, config.generations):
+        tune.report(_result(record))
+
+
+def _result(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record["metrics"], "generation": record["generation"]}
