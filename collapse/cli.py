@@ -1,4 +1,4 @@
-"""The `collapse` command: run | resume | sweep | report | prepare (DESIGN.md "CLI contract").
+"""The `collapse` command: run | resume | sweep | report | prepare | submit | jobs.
 
 User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
 """
@@ -6,6 +6,7 @@ User errors exit 2 with one line on stderr and no traceback; bugs keep their tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides storage)")
     sweep.add_argument("--name", help="sweep name (overrides name)")
 
+    submit = commands.add_parser(
+        "submit", help="submit a chain or a sweep to a Ray cluster as a Ray Job"
+    )
+    _address_argument(submit)
+    submit.add_argument("--wait", action="store_true", help="follow the job's logs to its end")
+    submit.add_argument("kind", choices=["run", "sweep"], help="a chain config or a sweep file")
+    submit.add_argument("config", help="chain config or sweep YAML (checked here first)")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--storage", help="s3://bucket/prefix (or an absolute path on the cluster)")
+    submit.add_argument("--name", help="run or sweep name")
+
+    jobs = commands.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
+    _address_argument(jobs)
+    jobs.add_argument("action", choices=["list", "status", "logs", "stop"])
+    jobs.add_argument("job_id", nargs="?", help="the job's id (status, logs, stop)")
+
     prepare = commands.add_parser(
         "prepare", help="write a real data source as checksummed parquet shards (+ _dataset.json)"
     )
@@ -97,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _address_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="Ray's job server, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS, "
+        "else http://127.0.0.1:8265); the token comes from RAY_AUTH_TOKEN[_PATH]",
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
         from collapse.config import load_config
@@ -113,6 +139,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         _run_chain(config_of_run(args.run_uri), args.quiet)
     elif args.command == "sweep":
         _sweep(args)
+    elif args.command == "submit":
+        _submit(args)
+    elif args.command == "jobs":
+        _jobs(args)
     elif args.command == "report":
         _report(args)
     elif args.command == "prepare":
@@ -151,6 +181,68 @@ def _sweep(args: argparse.Namespace) -> None:
         print(f"  failed: {result.path}: {str(result.error).splitlines()[0]}", file=sys.stderr)
     if failed:
         raise UserError(f"{len(failed)} of {len(results)} trials failed; rerun to resume them")
+
+
+def _jobs_address(args: argparse.Namespace) -> str:
+    from collapse.distributed.jobs import DEFAULT_ADDRESS
+
+    return args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or DEFAULT_ADDRESS
+
+
+def _submit(args: argparse.Namespace) -> None:
+    from collapse.distributed import jobs
+
+    overrides = list(args.overrides)
+    if args.storage:
+        overrides.append(f"storage={args.storage}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    if args.kind == "run":
+        from collapse.config import dump_yaml, load_config
+
+        config = load_config(args.config, overrides)
+        text, name, storage = dump_yaml(config), config.name, config.storage
+    else:
+        from collapse.sweep import dump_sweep, load_sweep
+
+        sweep = load_sweep(args.config, overrides)
+        text, name, storage = dump_sweep(sweep), sweep.name, sweep.storage
+    if "://" not in storage and not os.path.isabs(storage):
+        raise UserError(
+            f"storage {storage!r} would be relative to the job's temporary working dir on the "
+            "cluster: give --storage s3://bucket/prefix (or an absolute path there)"
+        )
+    address = _jobs_address(args)
+    job_id = jobs.submit(address, args.kind, text, name)
+    print(f"submitted {args.kind} {name!r} as job {job_id} to {address}")
+    if not args.wait:
+        print(f"  follow: collapse jobs logs {job_id} --address {address}")
+        return
+    status = jobs.wait(address, job_id, lambda text: print(text, end="", flush=True))
+    print(f"job {job_id}: {status.value}")
+    if status.value != "SUCCEEDED":
+        raise SystemExit(1)
+
+
+def _jobs(args: argparse.Namespace) -> None:
+    from collapse import report
+    from collapse.distributed import jobs
+
+    address = _jobs_address(args)
+    if args.action == "list":
+        rows = jobs.list_jobs(address)
+        print(report.format_rows(rows, "table") if rows else f"no jobs at {address}")
+        return
+    if not args.job_id:
+        raise UserError(f"jobs {args.action}: give the job's id (collapse jobs list)")
+    if args.action == "status":
+        info = jobs.status(address, args.job_id)
+        print("  ".join(f"{k}: {v}" for k, v in info.items() if v))
+    elif args.action == "logs":
+        print(jobs.logs(address, args.job_id), end="")
+    else:
+        stopped = jobs.stop(address, args.job_id)
+        print(f"job {args.job_id}: {'stop requested' if stopped else 'already finished'}")
 
 
 def _prepare(args: argparse.Namespace) -> None:

@@ -175,9 +175,9 @@ def trial_config(sweep: SweepConfig, params: dict[str, Any], run_name: str) -> R
 
 
 def trial_name(index: int, params: dict[str, Any]) -> str:
-    """`t003-loop-fresh_data_real_fraction-0.5`: the index keeps it unique (samples > 1), the
-    values make it readable; a valid run name whatever the values."""
-    parts = [f"{key.rsplit('.', 1)[-1]}-{_short(value)}" for key, value in params.items()]
+    """`t003-data.loop-fresh_data_data.real_fraction-0.5`: the index keeps it unique (samples
+    > 1), the keys and values make it readable; a valid run name whatever the values."""
+    parts = [f"{key}-{_short(value)}" for key, value in params.items()]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)).strip("-._")
     return f"t{index:03d}-{slug}"[:128].rstrip("-._")
 

@@ -84,7 +84,7 @@ def test_trial_config_applies_the_point_and_places_the_run_in_the_sweep(tmp_path
     sweep = load_sweep(path)
     params = {"data.loop": "fresh_data", "data.real_fraction": 0.25}
     name = trial_name(7, params)
-    assert name == "t007-loop-fresh_data_real_fraction-0.25"
+    assert name == "t007-data.loop-fresh_data_data.real_fraction-0.25"
     config = trial_config(sweep, params, name)
     assert (config.data.loop, config.data.real_fraction, config.train.workers) == (
         "fresh_data",
@@ -117,10 +117,10 @@ def test_a_grid_of_four_trials_on_ray_tune_and_its_report(ray_cluster, tmp_path,
     trials = tmp_path / "sweeps" / "study" / "trials"
     names = sorted(p.name for p in trials.iterdir())
     assert names == [
-        "t000-loop-fully_synthetic_real_fraction-0.2",
-        "t001-loop-fresh_data_real_fraction-0.2",
-        "t002-loop-fully_synthetic_real_fraction-0.8",
-        "t003-loop-fresh_data_real_fraction-0.8",
+        "t000-data.loop-fully_synthetic_data.real_fraction-0.2",
+        "t001-data.loop-fresh_data_data.real_fraction-0.2",
+        "t002-data.loop-fully_synthetic_data.real_fraction-0.8",
+        "t003-data.loop-fresh_data_data.real_fraction-0.8",
     ]
     for name in names:
         assert [r["generation"] for r in RunStore(str(trials / name)).committed()] == [0, 1, 2, 3]
@@ -168,7 +168,7 @@ def test_asha_stops_trials_that_fall_behind(ray_cluster, tmp_path, capsys):
     assert main(["sweep", str(path)]) == 0
     trials = tmp_path / "sweeps" / "study" / "trials"
     done = {p.name: len(RunStore(str(p)).committed()) for p in trials.iterdir()}
-    assert done["t000-real_fraction-0.9"] == 8
+    assert done["t000-data.real_fraction-0.9"] == 8
     assert min(done.values()) < 8, f"no trial stopped early: {done}"
 
 

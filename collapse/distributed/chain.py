@@ -56,13 +56,15 @@ class RemoteWorker:
 
 
 @contextmanager
-def remote_worker(config: RunConfig) -> Iterator[RemoteWorker]:
+def remote_worker(config: RunConfig, **actor_options: Any) -> Iterator[RemoteWorker]:
+    """The chain's actor for the duration of the block; `actor_options` override its
+    resources and placement."""
     ensure_ray()
     # With a sampling pool or Ray Train workers the chain's actor only orchestrates: its CPU
     # goes to them.
     trains = getattr(get_family(config.model.family), "trains_on_ray", False)
     cpus = 0 if config.sample.workers or trains else 1
-    options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0}
+    options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0, **actor_options}
     actor = ray.remote(RayChainWorker).options(**options).remote(config, storage_settings())
     try:
         yield RemoteWorker(actor)

@@ -52,7 +52,7 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     device = get_device()
     net = family.build_net(cfg["model"], cfg["space"])
     if cfg["init"] is not None:
-        net.load_state_dict({k: torch.from_numpy(v) for k, v in cfg["init"].items()})
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in cfg["init"].items()})
     settings: TrainSettings = cfg["train"]
     if device.type == "cuda" and cfg["space"].kind == "image":
         net = net.to(memory_format=torch.channels_last)  # matches the channels_last inputs
@@ -83,7 +83,9 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     online = cfg["online"]
     if online is not None:
         frozen = family.build_net(cfg["model"], cfg["space"])
-        frozen.load_state_dict({k: torch.from_numpy(v) for k, v in online["frozen"].items()})
+        frozen.load_state_dict(
+            {k: torch.from_numpy(np.array(v)) for k, v in online["frozen"].items()}
+        )
         frozen = frozen.to(device).eval().requires_grad_(False)
         make_pairs = online_pairs(
             frozen,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from collapse.chain import open_run
-from collapse.distributed.chain import RayChainWorker
+from collapse.distributed.chain import remote_worker
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
+from collapse.families import get_family
 from collapse.storage import Storage
 from collapse.sweep import SweepConfig, distribution, first_point, trial_config, trial_name
 
@@ -57,6 +59,7 @@ def run_sweep(sweep: SweepConfig) -> tune.ResultGrid:
                 storage_path=storage.path(""),
                 storage_filesystem=storage.fs,
                 failure_config=tune.FailureConfig(max_failures=2),
+                verbose=1,  # the status table, not every trial's every result
             ),
         )
     return tuner.fit()
@@ -81,10 +84,28 @@ def _tune_config(sweep: SweepConfig) -> tune.TuneConfig:
         mode=stop.mode if stop else None,
         scheduler=scheduler,
         num_samples=sweep.samples,
-        max_concurrent_trials=sweep.max_concurrent_trials,
+        max_concurrent_trials=_concurrency(sweep),
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
     )
+
+
+def _concurrency(sweep: SweepConfig) -> int | None:
+    """`max_concurrent_trials`, or for chains that stream data through Ray Data (trained
+    families, sampling pools) as many trials as leave a CPU free beside them.
+
+    Ray Data's tasks are scheduled outside a trial's reservation; if the trials held every CPU
+    they would wait forever for their own data. On an autoscaling cluster set the limit
+    yourself: this one is computed from the CPUs present when the sweep starts.
+    """
+    if sweep.max_concurrent_trials is not None:
+        return sweep.max_concurrent_trials
+    config = trial_config(sweep, first_point(sweep), "t")
+    streams = getattr(get_family(config.model.family), "trains_on_ray", False)
+    if not streams and not config.sample.workers:
+        return None
+    spare_cpus = ray.cluster_resources().get("CPU", 1.0) - 1.0
+    return max(1, int(spare_cpus // max(sweep.resources.cpus, 0.01)))
 
 
 def _trial_name(trial: Any) -> str:
@@ -97,6 +118,14 @@ def _index(trial_id: str) -> int:
 
 
 def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str]) -> None:
+    """One chain, run by the same actor as `collapse run`, placed beside the trial.
+
+    The trial's reservation (resources.cpus) stands for the chain's CPU, so the actor itself
+    holds none, only the trial's GPU share. It is placed outside the trial's placement group
+    (which Tune captures child tasks into) so that its Ray Data tasks, sampling pool,
+    evaluation tasks and Ray Train runs are scheduled on the cluster as in a plain run, and
+    Ray Train runs its own session rather than inside Tune's.
+    """
     use_storage_settings(settings)
     index = _index(tune.get_context().get_trial_id())
     config = trial_config(sweep, params, trial_name(index, params))
@@ -104,9 +133,10 @@ def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str])
     if start >= config.generations:  # finished before the driver died: say so once more
         tune.report(_result(store.committed()[-1]))
         return
-    worker = RayChainWorker(config, settings)
-    for record in worker.run_generations(start, config.generations):
-        tune.report(_result(record))
+    placement = {"num_cpus": 0, "num_gpus": sweep.resources.gpus, "scheduling_strategy": "DEFAULT"}
+    with remote_worker(config, **placement) as worker:
+        for record in worker.run_generations(start, config.generations):
+            tune.report(_result(record))
 
 
 def _result(record: dict[str, Any]) -> dict[str, Any]:

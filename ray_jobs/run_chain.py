@@ -1,0 +1,23 @@
+"""Ray Jobs entrypoint: run (or resume) one chain on the cluster this job runs on.
+
+    ray job submit --working-dir . -- python ray_jobs/run_chain.py \
+        --config configs/rf_cifar10.yaml --storage s3://bucket/runs [--set key=value ...]
+
+`--config` is a path in the job's working directory or a storage URI (s3://...). A resubmitted
+job resumes the run from its last committed generation: Ray never retries a job itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from _entry import job_args, local_copy
+
+from collapse.cli import main
+
+if __name__ == "__main__":
+    args = job_args(__doc__)
+    argv = ["run", local_copy(args.config), *(f"--set={item}" for item in args.overrides)]
+    if args.storage:
+        argv += ["--storage", args.storage]
+    sys.exit(main(argv))
