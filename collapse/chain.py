@@ -124,6 +124,7 @@ class ChainWorker:
             "train_rows": sum(part.count for part in plan),
             "sample_rows": len(samples),
             "samples": shards,
+            "sample_bias": cfg.sample.bias,
             "model": [model],
             "metrics": metrics,
             "feature_extractor": measured["feature_extractor"],
@@ -274,11 +275,12 @@ class ChainWorker:
                 cfg.sample.n,
                 cfg.sample.batch_size,
                 keeps_noise(cfg),
+                cfg.sample.bias,
             )
             if not grid:
                 return shards, []
             args = (self.store, self.space, self.family, params, cfg.seed, generation, grid)
-            return shards, [sample_grid(*args)]
+            return shards, [sample_grid(*args, cfg.sample.bias)]
         from collapse.distributed.sampling import sample_with_ray_data
 
         return sample_with_ray_data(cfg, self.store.uri, self.space, model, generation)

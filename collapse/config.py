@@ -103,6 +103,19 @@ class RectifiedFlowModel(Section):
     init: Literal["previous", "scratch"] = "previous"
 
 
+class DDPMModel(Section):
+    """DDPM (Ho et al. 2020) trained on Ray Train like rectified flow: the same `net` keys, a
+    diffusers noise schedule (`timesteps`, `beta_schedule`), and DDIM (deterministic) or
+    ancestral DDPM sampling over `sample.steps` steps."""
+
+    family: Literal["ddpm"]
+    net: dict[str, Any] = Field(default_factory=dict)
+    init: Literal["previous", "scratch"] = "previous"
+    timesteps: int = Field(1000, ge=2, le=100_000)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+
+
 class GMMModel(Section):
     """Gaussian mixture fitted by EM (scikit-learn)."""
 
@@ -113,9 +126,10 @@ class GMMModel(Section):
 
 
 ModelConfig = Annotated[
-    GaussianModel | KDEModel | GMMModel | RectifiedFlowModel, Field(discriminator="family")
+    GaussianModel | KDEModel | GMMModel | RectifiedFlowModel | DDPMModel,
+    Field(discriminator="family"),
 ]
-FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow")
+FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm")
 
 
 REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
@@ -190,6 +204,9 @@ class SampleConfig(Section):
     steps: int = Field(10, ge=1, le=100_000)
     workers: int = Field(0, ge=0, le=4096)
     batch_size: int = Field(4096, ge=1, le=10**7)
+    # MAD's sampling bias lambda (Alemohammad et al. 2023): the noise is scaled by it, so
+    # lambda < 1 trades diversity for quality; 1 samples the model as it is
+    bias: float = Field(1.0, gt=0, le=1)
 
 
 class EvalConfig(Section):
@@ -406,6 +423,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
                 "kde": KDEModel,
                 "gmm": GMMModel,
                 "rectified_flow": RectifiedFlowModel,
+                "ddpm": DDPMModel,
             }[part]
             continue
         field = model.model_fields.get(str(part))

@@ -34,10 +34,24 @@ def keeps_noise(config: RunConfig) -> bool:
 
 
 def draw(
-    family: ModuleType, params: dict[str, np.ndarray], seed: int, stream: int, ids: np.ndarray
+    family: ModuleType,
+    params: dict[str, np.ndarray],
+    seed: int,
+    stream: int,
+    ids: np.ndarray,
+    bias: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(samples, the noise each was drawn from); `stream` is the generation, or GRID_STREAM."""
+    """(samples, the noise each was drawn from); `stream` is the generation, or GRID_STREAM.
+
+    `bias` is MAD's sampling bias lambda (Alemohammad et al. 2023): the noise is scaled by it
+    (a family's `biased_columns` says which part, by default all), so lambda < 1 draws samples
+    nearer the modes, trading diversity for quality."""
     noise = row_normals(seed, ids, family.noise_dim(params), stream=stream)
+    if bias != 1.0:
+        columns = (
+            family.biased_columns(params) if hasattr(family, "biased_columns") else slice(None)
+        )
+        noise[:, columns] *= bias
     return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32), noise
 
 
@@ -66,11 +80,12 @@ def sample_locally(
     n: int,
     batch_size: int,
     keep_noise: bool = False,
+    bias: float = 1.0,
 ) -> list[dict[str, Any]]:
     shards = []
     for start in range(0, n, batch_size):
         ids = np.arange(start, min(start + batch_size, n), dtype=np.int64)
-        x, noise = draw(family, params, seed, generation, ids)
+        x, noise = draw(family, params, seed, generation, ids, bias)
         shards.append(write_batch(store, space, generation, x, ids, noise if keep_noise else None))
     return shards
 
@@ -88,7 +103,8 @@ def sample_grid(
     seed: int,
     generation: int,
     n: int,
+    bias: float = 1.0,
 ) -> dict[str, Any]:
     ids = np.arange(n, dtype=np.int64)
-    x, _ = draw(family, params, seed, GRID_STREAM, ids)
+    x, _ = draw(family, params, seed, GRID_STREAM, ids, bias)
     return write_batch(store, space, generation, x, ids, folder="grid")

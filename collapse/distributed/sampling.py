@@ -33,9 +33,10 @@ class _Sampler:
         generation: int,
         keep_noise: bool,
         settings: dict[str, str],
+        bias: float = 1.0,
     ):
         use_storage_settings(settings)
-        self.keep_noise = keep_noise
+        self.keep_noise, self.bias = keep_noise, bias
         self.store = RunStore(run_uri)
         with np.load(io.BytesIO(self.store.read_artifact(model)), allow_pickle=False) as npz:
             self.params = {k: npz[k] for k in npz.files}
@@ -48,7 +49,7 @@ class _Sampler:
             stream, folder, kept = GRID_STREAM, "grid", None
         else:
             stream, folder = self.generation, "samples"
-        x, noise = draw(self.family, self.params, self.seed, stream, ids)
+        x, noise = draw(self.family, self.params, self.seed, stream, ids, self.bias)
         if folder == "samples":
             kept = noise if self.keep_noise else None
         shard = write_batch(self.store, self.space, self.generation, x, ids, kept, folder)
@@ -84,6 +85,7 @@ def sample_with_ray_data(
                 "generation": generation,
                 "keep_noise": keeps_noise(config),
                 "settings": storage_settings(),
+                "bias": config.sample.bias,
             },
             batch_size=None,
             batch_format="numpy",

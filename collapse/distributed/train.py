@@ -100,7 +100,19 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
             batches = itertools.repeat({})
     if batches is None:
         batches = _batches(ray_train.get_dataset_shard("train"), batch_size)
-    train(state, batches, settings, device, save, seed=cfg["seed"], make_pairs=make_pairs)
+    objective = None
+    if hasattr(family, "objective"):  # DDPM's epsilon loss; rectified flow's is the default
+        objective = family.objective(cfg["model"], cfg["space"])
+    train(
+        state,
+        batches,
+        settings,
+        device,
+        save,
+        seed=cfg["seed"],
+        make_pairs=make_pairs,
+        objective=objective,
+    )
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
     # local mode hands this back directly (Ray Train refuses tensors in a return value)

@@ -32,6 +32,12 @@ def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray
     }
 
 
+def biased_columns(params: dict[str, np.ndarray]) -> slice:
+    """MAD's sampling bias narrows the continuous noise, not the uniform that picks which
+    kernel or component a sample comes from."""
+    return slice(1, None)
+
+
 def noise_dim(params: dict[str, np.ndarray]) -> int:
     return int(params["means"].shape[1]) + 1  # which component, then its Gaussian noise
 

@@ -41,6 +41,12 @@ def bandwidth(x: np.ndarray, rule: float | str) -> float:
     raise ValueError(f"unknown bandwidth rule {rule!r}; allowed: a number > 0, scott, silverman")
 
 
+def biased_columns(params: dict[str, np.ndarray]) -> slice:
+    """MAD's sampling bias narrows the continuous noise, not the uniform that picks which
+    kernel or component a sample comes from."""
+    return slice(1, None)
+
+
 def noise_dim(params: dict[str, np.ndarray]) -> int:
     return int(params["points"].shape[1]) + 1  # which point, then the kernel's noise
 

@@ -101,6 +101,17 @@ def pairs(
     return torch.where(paired, batch["noise"].to(x1.dtype), fresh), x1
 
 
+Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def flow_matching_objective(
+    model: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Rectified flow's loss at times drawn uniformly from (0, 1)."""
+    t = sample_time(len(x1), generator=generator, device=x1.device)
+    return flow_matching_loss(model, x0, x1, t)
+
+
 def train(
     state: TrainState,
     batches: Iterator[dict[str, torch.Tensor]],
@@ -112,12 +123,15 @@ def train(
         [dict[str, torch.Tensor], torch.Generator], tuple[torch.Tensor, torch.Tensor]
     ]
     | None = None,
+    objective: Objective | None = None,
 ) -> TrainState:
     """Run steps state.step .. settings.steps; `checkpoint(state, mean_loss)` every
     `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step), so a
     resumed run draws what the uninterrupted one would have. `make_pairs` builds (x0, x1) from
-    a batch (default `pairs`; OCAR's comes from `collapse.flow.online`)."""
+    a batch (default `pairs`; OCAR's comes from `collapse.flow.online`); `objective(model, x0,
+    x1, generator)` is the loss (default flow matching; DDPM's is `collapse.diffusion.ddpm`)."""
     make_pairs = make_pairs or pairs
+    objective = objective or flow_matching_objective
     model = state.model
     model.train()
     channels_last = device.type == "cuda"
@@ -131,11 +145,10 @@ def train(
         if channels_last and x1.dim() == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
-        t = sample_time(len(x1), generator=generator, device=device)
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"
         ):
-            loss = flow_matching_loss(model, x0, x1, t)
+            loss = objective(model, x0, x1, generator)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
