@@ -110,6 +110,14 @@ class ChainWorker:
         samples = self._read_samples(shards)
         timings["sample_s"] = time.perf_counter() - clock
 
+        correction = None
+        if cfg.strategy.name == "self_correct":
+            clock = time.perf_counter()
+            correction, trained_on = self._correct(samples, generation)
+            timings["correct_s"] = time.perf_counter() - clock
+        else:
+            trained_on = samples
+
         clock = time.perf_counter()
         measured = self._evaluate(samples)
         metrics = {**self.family.describe(params), **measured["metrics"]}
@@ -132,6 +140,9 @@ class ChainWorker:
         }
         if grid:
             record["grid"] = grid
+        if correction is not None:  # what the next generation trains on, and how far it moved
+            record["corrected"] = correction.pop("shards")
+            record["correction"] = correction
         if self._train_report:  # trained families: last step, its loss, where training resumed
             record["train"] = self._train_report
         if self._pairs_record:  # RCA/RA Reflow: the real pairs this generation trained on
@@ -146,7 +157,7 @@ class ChainWorker:
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         store.commit(record)
-        self._remember(generation, samples)
+        self._remember(generation, trained_on)
         return record
 
     def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
@@ -165,7 +176,7 @@ class ChainWorker:
 
         committed = self.store.committed()
         samples = {
-            p.generation: (self.store.storage, committed[p.generation]["samples"])
+            p.generation: (self.store.storage, _training_samples(committed[p.generation]))
             for p in plan
             if p.source == "synthetic"
         }
@@ -300,15 +311,44 @@ class ChainWorker:
     def _samples_of(self, generation: int) -> np.ndarray:
         if generation not in self._samples:
             self._samples[generation] = self._read_samples(
-                self.store.committed()[generation]["samples"]
+                _training_samples(self.store.committed()[generation])
             )
         return self._samples[generation]
+
+    def _correct(self, samples: np.ndarray, generation: int) -> tuple[dict[str, Any], np.ndarray]:
+        """Self-correction (Gillman et al. 2024): a share of the samples, chosen per row from
+        the seed, moved toward the true distribution; stored as `gen-k/corrected/` shards."""
+        from collapse.strategies.correct import correct_rows
+
+        cfg = self.config
+        ids = np.arange(len(samples), dtype=np.int64)
+        corrected, touched = correct_rows(
+            samples, ids, cfg.strategy, cfg.data.real, lambda: self.real, cfg.seed, generation
+        )
+        moved = np.linalg.norm(corrected[touched] - samples[touched], axis=1)
+        table = self.space.to_table(corrected, "synthetic", generation, ids)
+        stored = self.space.to_vectors(table)  # as the next generation reads it (images: uint8)
+        shard = self.store.write_artifact(
+            generation, "corrected/part-000000000.parquet", to_parquet(table), rows=len(ids)
+        )
+        record = {
+            "shards": [shard],
+            "rows": int(touched.sum()),
+            "mean_distance": float(moved.mean()) if len(moved) else 0.0,
+            "corrector": cfg.strategy.corrector,
+        }
+        return record, stored
 
     def _remember(self, generation: int, samples: np.ndarray) -> None:
         """Keep in memory what the next generation reads: all samples if they accumulate."""
         if self.config.data.loop != "accumulate":
             self._samples.clear()
         self._samples[generation] = samples
+
+
+def _training_samples(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shards a later generation trains on: the corrected samples where there are some."""
+    return record.get("corrected") or record["samples"]
 
 
 def _npz(params: dict[str, np.ndarray]) -> bytes:

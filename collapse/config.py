@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collapse.errors import UserError
 
+IDEAL_SOURCES = ("toy:gaussian", "toy:mog8")  # sources whose true density is known
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
 VECTOR_METRICS = ("w2", "mmd", "mean_err", "var", "precision", "recall")
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
@@ -132,6 +133,14 @@ ModelConfig = Annotated[
 FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm")
 
 
+SELF_CORRECT_KEYS = (
+    "corrector",
+    "correct_fraction",
+    "strength",
+    "k",
+    "langevin_steps",
+    "step_size",
+)
 REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
 ONLINE = ("ocar", "ora_reflow")  # ... on the fly, per mini-batch, storing nothing
 
@@ -151,26 +160,48 @@ class StrategyConfig(Section):
 
     `ocar` (alias `ora_reflow`; with `reverse: sde` the paper's ORAS Reflow): online reflow.
     Nothing is stored; each mini-batch pairs its real rows by the frozen previous model's
-    reverse flow and fills the rest with that model's forward pairs from fresh noise."""
+    reverse flow and fills the rest with that model's forward pairs from fresh noise.
 
-    name: Literal["none", "reflow", "rca_reflow", "ra_reflow", "ocar", "ora_reflow"] = "none"
+    `self_correct` (any family; Gillman et al. 2024): a `correct_fraction` of each generation's
+    samples is moved toward the true distribution by `corrector` before the next generation
+    trains on them, with `strength` in [0, 1] (knn and user: the share of the way to the
+    corrector's output; ideal: the share of its Langevin steps run):
+    `ideal` (Langevin on the true density of toy:gaussian/toy:mog8, `langevin_steps` of
+    `step_size`), `knn` (toward the mean of the `k` nearest real rows) or `module:function`."""
+
+    name: Literal[
+        "none", "reflow", "rca_reflow", "ra_reflow", "ocar", "ora_reflow", "self_correct"
+    ] = "none"
     reverse: Literal["ode", "sde"] = "ode"
     sigma: float = Field(1.0, ge=0, le=100)
     reverse_steps: int = Field(20, ge=1, le=10_000)
     refresh: int = Field(1, ge=1, le=1_000_000)
+    corrector: str = Field("ideal", pattern=r"^(ideal|knn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    correct_fraction: float = Field(1.0, gt=0, le=1)
+    strength: float = Field(1.0, ge=0, le=1)
+    k: int = Field(5, ge=1, le=10_000)
+    langevin_steps: int = Field(50, ge=1, le=100_000)
+    step_size: float = Field(0.05, gt=0, le=10)
 
     @model_validator(mode="after")
     def _parameters_of_this_strategy(self) -> StrategyConfig:
-        if self.name not in REAL_PAIRING + ONLINE:
-            # set to other than their defaults (a stored config lists the defaults too)
-            fields = type(self).model_fields
-            extra = [
-                k
-                for k in sorted(self.model_fields_set - {"name"})
-                if getattr(self, k) != fields[k].default
-            ]
-            if extra:
-                raise ValueError(f"{', '.join(extra)}: only the real-pairing strategies take these")
+        owners = {
+            "reverse": REAL_PAIRING + ONLINE,
+            "sigma": REAL_PAIRING + ONLINE,
+            "reverse_steps": REAL_PAIRING + ONLINE,
+            "refresh": REAL_PAIRING + ONLINE,
+            **dict.fromkeys(SELF_CORRECT_KEYS, ("self_correct",)),
+        }
+        # set to other than their defaults (a stored config lists the defaults too)
+        fields = type(self).model_fields
+        extra = [
+            k
+            for k in sorted(self.model_fields_set - {"name"})
+            if self.name not in owners[k] and getattr(self, k) != fields[k].default
+        ]
+        if extra:
+            takers = sorted({s for k in extra for s in owners[k]})
+            raise ValueError(f"{', '.join(extra)}: only {', '.join(takers)} take these")
         return self
 
 
@@ -241,7 +272,17 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> RunConfig:
-        if self.strategy.name != "none" and self.model.family != "rectified_flow":
+        strategy = self.strategy
+        if (
+            strategy.name == "self_correct"
+            and strategy.corrector == "ideal"
+            and self.data.real not in IDEAL_SOURCES
+        ):
+            raise ValueError(
+                f"strategy.corrector: ideal needs a source with a known density "
+                f"({', '.join(IDEAL_SOURCES)}), not {self.data.real}; use knn or module:function"
+            )
+        if strategy.name not in ("none", "self_correct") and self.model.family != "rectified_flow":
             raise ValueError(
                 f"strategy.name: {self.strategy.name} needs model.family rectified_flow"
             )

@@ -214,3 +214,9 @@ def test_a_killed_sweep_driver_resumes_the_experiment(cli_env, tmp_path):
     assert [r["generation"] for r in after] == list(range(30))
     assert after[: len(before)] == before, "committed generations were recomputed"
     assert len(RunStore(str(trials / "t001-seed-1")).committed()) == 30
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "sweeps").glob("*.yaml")))
+def test_shipped_sweeps_load_and_check(path):
+    sweep = load_sweep(path)
+    assert sweep.space and sweep.base
