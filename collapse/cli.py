@@ -26,16 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a chain (re-running an existing run resumes it)")
     run.add_argument("config", help="chain config YAML")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set data.real_fraction=0.5 (repeatable)",
-    )
-    run.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides config storage)")
-    run.add_argument("--name", help="run name (overrides config name)")
+    _override_arguments(run, "run", "data.real_fraction=0.5")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     resume = commands.add_parser("resume", help="continue a run from its last committed generation")
@@ -46,16 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         "sweep", help="run a sweep over config keys as one Ray Tune experiment (rerun: resume)"
     )
     sweep.add_argument("sweep_file", help="sweep YAML: base config, space, resources")
-    sweep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the sweep file, e.g. --set max_concurrent_trials=2",
-    )
-    sweep.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides storage)")
-    sweep.add_argument("--name", help="sweep name (overrides name)")
+    _override_arguments(sweep, "sweep", "max_concurrent_trials=2")
 
     submit = commands.add_parser(
         "submit", help="submit a chain or a sweep to a Ray cluster as a Ray Job"
@@ -64,9 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow the job's logs to its end")
     submit.add_argument("kind", choices=["run", "sweep"], help="a chain config or a sweep file")
     submit.add_argument("config", help="chain config or sweep YAML (checked here first)")
-    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument("--storage", help="s3://bucket/prefix (or an absolute path on the cluster)")
-    submit.add_argument("--name", help="run or sweep name")
+    _override_arguments(submit, "run or sweep", "data.real_fraction=0.5")
 
     jobs = commands.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
     _address_argument(jobs)
@@ -114,6 +94,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _override_arguments(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    """--set, --storage and --name of the `what` ("run", "sweep") being started."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a key of the {what}'s YAML, e.g. --set {example} (repeatable)",
+    )
+    parser.add_argument("--storage", help="local dir or s3://bucket/prefix (overrides storage)")
+    parser.add_argument("--name", help=f"{what} name (overrides name)")
+
+
+def _with_overrides(args: argparse.Namespace) -> list[str]:
+    """--set items, then --storage and --name as the overrides they are."""
+    overrides = list(args.overrides)
+    if args.storage:
+        overrides.append(f"storage={args.storage}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    return overrides
+
+
 def _address_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
@@ -127,11 +131,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "run":
         from collapse.config import load_config
 
-        overrides = list(args.overrides)
-        if args.storage:
-            overrides.append(f"storage={args.storage}")
-        if args.name:
-            overrides.append(f"name={args.name}")
+        overrides = _with_overrides(args)
         _run_chain(load_config(args.config, overrides), args.quiet)
     elif args.command == "resume":
         from collapse.chain import config_of_run
@@ -161,11 +161,7 @@ def _run_chain(config, quiet: bool) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from collapse.sweep import load_sweep, open_sweep
 
-    overrides = list(args.overrides)
-    if args.storage:
-        overrides.append(f"storage={args.storage}")
-    if args.name:
-        overrides.append(f"name={args.name}")
+    overrides = _with_overrides(args)
     sweep = load_sweep(args.sweep_file, overrides)
     resumed = open_sweep(sweep)
     print(f"{'resuming' if resumed else 'starting'} sweep {sweep.uri}", file=sys.stderr)
@@ -192,11 +188,7 @@ def _jobs_address(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> None:
     from collapse.distributed import jobs
 
-    overrides = list(args.overrides)
-    if args.storage:
-        overrides.append(f"storage={args.storage}")
-    if args.name:
-        overrides.append(f"name={args.name}")
+    overrides = _with_overrides(args)
     if args.kind == "run":
         from collapse.config import dump_yaml, load_config
 

@@ -25,3 +25,14 @@ def local_copy(config: str) -> str:
     path = Path(tempfile.mkdtemp(prefix="collapse-job-")) / name
     path.write_bytes(Storage(parent).read_bytes(name))
     return str(path)
+
+
+def run(command: str, doc: str | None) -> int:
+    """`collapse <command> CONFIG [--set ...] [--storage ...]` with the job's arguments."""
+    from collapse.cli import main
+
+    args = job_args(doc)
+    argv = [command, local_copy(args.config), *(f"--set={item}" for item in args.overrides)]
+    if args.storage:
+        argv += ["--storage", args.storage]
+    return main(argv)

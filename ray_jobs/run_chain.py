@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from _entry import job_args, local_copy
-
-from collapse.cli import main
+from _entry import run
 
 if __name__ == "__main__":
-    args = job_args(__doc__)
-    argv = ["run", local_copy(args.config), *(f"--set={item}" for item in args.overrides)]
-    if args.storage:
-        argv += ["--storage", args.storage]
-    sys.exit(main(argv))
+    sys.exit(run("run", __doc__))

@@ -8,7 +8,6 @@ steps), so any sampler process rebuilds the model from the stored `.npz`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -16,10 +15,10 @@ import torch
 
 from collapse.data.space import DataSpace
 from collapse.diffusion import ddpm
+from collapse.families import trained
 from collapse.flow.nets import build_velocity_net
 
 trains_on_ray = True
-_NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
 
 
 def build_net(model: Any, space: DataSpace) -> torch.nn.Module:
@@ -43,15 +42,12 @@ def to_params(weights: dict[str, np.ndarray], model: Any, space: DataSpace, step
         "sampler": model.sampler,
         "steps": steps,
     }
-    return {**{f"w.{k}": v for k, v in weights.items()}, "spec": np.array(json.dumps(spec))}
+    return trained.pack(weights, spec)
 
 
-def weights(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in params.items() if k.startswith("w.")}
-
-
-def _spec(params: dict[str, np.ndarray]) -> dict[str, Any]:
-    return json.loads(str(params["spec"]))
+weights = trained.weights
+_spec = trained.spec
+_net = trained.net
 
 
 def biased_columns(params: dict[str, np.ndarray]) -> slice:
@@ -62,17 +58,6 @@ def biased_columns(params: dict[str, np.ndarray]) -> slice:
 def noise_dim(params: dict[str, np.ndarray]) -> int:
     spec = _spec(params)
     return ddpm.noise_per_row(int(np.prod(spec["shape"])), spec["steps"], spec["sampler"])
-
-
-def _net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
-    cached = _NETS.get(id(params))
-    if cached is None or cached[0] is not params:
-        spec = _spec(params)
-        net = build_velocity_net(spec["kind"], tuple(spec["shape"]), spec["net"])
-        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights(params).items()})
-        _NETS.clear()
-        _NETS[id(params)] = cached = (params, net.to(device).eval())
-    return cached[1]
 
 
 def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:

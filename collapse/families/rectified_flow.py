@@ -10,18 +10,17 @@ is a function of its noise), so reflow pairs are (noise, sample) as stored.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import torch
 
 from collapse.data.space import DataSpace
+from collapse.families import trained
 from collapse.flow.nets import build_velocity_net
 from collapse.flow.samplers import euler_forward, euler_reverse, reverse_sde
 
 trains_on_ray = True
-_NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
 
 
 def build_net(model: Any, space: DataSpace) -> torch.nn.Module:
@@ -30,33 +29,16 @@ def build_net(model: Any, space: DataSpace) -> torch.nn.Module:
 
 def to_params(weights: dict[str, np.ndarray], model: Any, space: DataSpace, steps: int) -> dict:
     spec = {"kind": space.kind, "shape": list(space.shape), "net": dict(model.net), "steps": steps}
-    return {**{f"w.{k}": v for k, v in weights.items()}, "spec": np.array(json.dumps(spec))}
+    return trained.pack(weights, spec)
 
 
-def weights(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in params.items() if k.startswith("w.")}
-
-
-def _spec(params: dict[str, np.ndarray]) -> dict[str, Any]:
-    return json.loads(str(params["spec"]))
+weights = trained.weights
+_spec = trained.spec
+_net = trained.net
 
 
 def noise_dim(params: dict[str, np.ndarray]) -> int:
     return int(np.prod(_spec(params)["shape"]))
-
-
-def _net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
-    """The model of these parameters, built once per parameter set a process samples from."""
-    cached = _NETS.get(id(params))
-    if cached is None or cached[0] is not params:
-        spec = _spec(params)
-        net = build_velocity_net(spec["kind"], tuple(spec["shape"]), spec["net"])
-        net.load_state_dict(
-            {k: torch.from_numpy(np.asarray(v)) for k, v in weights(params).items()}
-        )
-        _NETS.clear()
-        _NETS[id(params)] = cached = (params, net.to(device).eval())
-    return cached[1]
 
 
 def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
