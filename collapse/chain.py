@@ -113,7 +113,7 @@ class ChainWorker:
         correction = None
         if cfg.strategy.name == "self_correct":
             clock = time.perf_counter()
-            correction, trained_on = self._correct(samples, generation)
+            correction, trained_on = self._correct(samples, generation, params)
             timings["correct_s"] = time.perf_counter() - clock
         else:
             trained_on = samples
@@ -315,15 +315,31 @@ class ChainWorker:
             )
         return self._samples[generation]
 
-    def _correct(self, samples: np.ndarray, generation: int) -> tuple[dict[str, Any], np.ndarray]:
+    def _correct(
+        self, samples: np.ndarray, generation: int, params: dict[str, np.ndarray]
+    ) -> tuple[dict[str, Any], np.ndarray]:
         """Self-correction (Gillman et al. 2024): a share of the samples, chosen per row from
-        the seed, moved toward the true distribution; stored as `gen-k/corrected/` shards."""
+        the seed, moved toward the true distribution; stored as `gen-k/corrected/` shards.
+
+        The `reference` corrector's model trained on real data only is generation 0's: every
+        loop trains generation 0 on real rows alone."""
         from collapse.strategies.correct import correct_rows
 
         cfg = self.config
+
+        def reference() -> tuple[Any, dict[str, np.ndarray]]:
+            return self.family, params if generation == 0 else self._params_of(0)
+
         ids = np.arange(len(samples), dtype=np.int64)
         corrected, touched = correct_rows(
-            samples, ids, cfg.strategy, cfg.data.real, lambda: self.real, cfg.seed, generation
+            samples,
+            ids,
+            cfg.strategy,
+            cfg.data.real,
+            lambda: self.real,
+            cfg.seed,
+            generation,
+            reference,
         )
         moved = np.linalg.norm(corrected[touched] - samples[touched], axis=1)
         table = self.space.to_table(corrected, "synthetic", generation, ids)

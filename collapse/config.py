@@ -140,6 +140,7 @@ SELF_CORRECT_KEYS = (
     "k",
     "langevin_steps",
     "step_size",
+    "level",
 )
 REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
 ONLINE = ("ocar", "ora_reflow")  # ... on the fly, per mini-batch, storing nothing
@@ -176,12 +177,13 @@ class StrategyConfig(Section):
     sigma: float = Field(1.0, ge=0, le=100)
     reverse_steps: int = Field(20, ge=1, le=10_000)
     refresh: int = Field(1, ge=1, le=1_000_000)
-    corrector: str = Field("ideal", pattern=r"^(ideal|knn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    corrector: str = Field("ideal", pattern=r"^(ideal|knn|reference|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
     correct_fraction: float = Field(1.0, gt=0, le=1)
     strength: float = Field(1.0, ge=0, le=1)
     k: int = Field(5, ge=1, le=10_000)
     langevin_steps: int = Field(50, ge=1, le=100_000)
     step_size: float = Field(0.05, gt=0, le=10)
+    level: float = Field(0.5, gt=0, le=1)  # reference: SDEdit's noise level
 
     @model_validator(mode="after")
     def _parameters_of_this_strategy(self) -> StrategyConfig:
@@ -281,6 +283,15 @@ class RunConfig(Section):
             raise ValueError(
                 f"strategy.corrector: ideal needs a source with a known density "
                 f"({', '.join(IDEAL_SOURCES)}), not {self.data.real}; use knn or module:function"
+            )
+        if (
+            strategy.name == "self_correct"
+            and strategy.corrector == "reference"
+            and self.model.family not in ("rectified_flow", "ddpm")
+        ):
+            raise ValueError(
+                "strategy.corrector: reference denoises with a trained model: "
+                f"model.family rectified_flow or ddpm, not {self.model.family}"
             )
         if strategy.name not in ("none", "self_correct") and self.model.family != "rectified_flow":
             raise ValueError(

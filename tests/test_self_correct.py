@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from collapse.strategies import correction
 from collapse.strategies.correct import correct_rows
@@ -101,3 +102,64 @@ def test_ideal_correction_keeps_a_fully_synthetic_chain_near_generation_0(tmp_pa
         assert w2[-1] > 1.5 * w2[0], w2
     else:
         assert max(w2) < w2[0] + 0.5 and w2[-1] < 1.5 * w2[0] + 0.2, w2
+
+
+def _flow_params(steps=8):
+    from collapse.families import trained
+    from collapse.flow.nets import build_velocity_net
+
+    torch.manual_seed(0)
+    net = build_velocity_net("vector", (2,), {"hidden": 16, "depth": 2})
+    weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    spec = {"kind": "vector", "shape": [2], "net": {"hidden": 16, "depth": 2}, "steps": steps}
+    return trained.pack(weights, spec)
+
+
+def test_sdedit_on_the_flow_spans_keeping_the_row_to_sampling_anew():
+    from collapse.families import rectified_flow
+
+    params = _flow_params()
+    rng = np.random.default_rng(3)
+    x, z = rng.normal(size=(64, 2)), rng.normal(size=(64, 2))
+    np.testing.assert_allclose(
+        rectified_flow.sdedit(params, x, 1.0, z), rectified_flow.sample(params, z), rtol=1e-5
+    )
+    slight = rectified_flow.sdedit(params, x, 0.01, z)
+    assert np.abs(slight - x).max() < 0.1
+
+
+def test_ddpm_sdedit_with_the_optimal_predictor_keeps_gaussian_data_gaussian():
+    from collapse.diffusion.ddpm import denoise_from
+    from tests.test_ddpm import CONFIG, SCALE, OptimalNoisePredictor
+
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(20_000, 2, generator=generator) * SCALE
+    z = torch.randn(20_000, 2, generator=generator)
+    out = denoise_from(OptimalNoisePredictor(), CONFIG, x, z, 0.5, 100)
+    assert out.std().item() == pytest.approx(SCALE, rel=0.05)
+    assert (out - x).abs().mean().item() > 0.1  # it did re-draw the rows
+
+
+def test_the_reference_corrector_denoises_with_generation_0s_model(ray_cluster, tmp_path):
+    from collapse.config import validate
+
+    config = validate(
+        {
+            "name": "ref",
+            "storage": str(tmp_path),
+            "generations": 2,
+            "data": {"real": "toy:mog8", "n_real": 256, "n_train": 256, "n_eval": 256},
+            "model": {"family": "rectified_flow", "net": {"hidden": 32, "depth": 2}},
+            "train": {"workers": 0, "steps": 20, "batch_size": 64, "checkpoint_every": 20},
+            "sample": {"steps": 4},
+            "strategy": {"name": "self_correct", "corrector": "reference", "level": 0.4},
+            "eval": {"metrics": ["w2"]},
+        }
+    )
+    records = run_in_process(config)
+    for record in records:
+        assert record["correction"]["corrector"] == "reference"
+        assert record["correction"]["rows"] == 256
+        assert record["correction"]["mean_distance"] > 0.0
+    with pytest.raises(Exception, match="reference denoises with a trained model"):
+        validate({"strategy": {"name": "self_correct", "corrector": "reference"}})

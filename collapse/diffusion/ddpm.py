@@ -56,6 +56,29 @@ def noise_per_row(dim: int, steps: int, sampler: str) -> int:
 
 
 @torch.no_grad()
+def denoise_from(
+    net: torch.nn.Module,
+    config: dict[str, Any],
+    x: torch.Tensor,
+    noise: torch.Tensor,
+    level: float,
+    steps: int,
+) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): noise `x` to step level * T with diffusers' `add_noise`, then
+    DDIM down to 0 over the sampling steps that remain below it."""
+    scheduler = DDIMScheduler.from_config(config)
+    scheduler.set_timesteps(steps, device=x.device)
+    last = scheduler.config.num_train_timesteps - 1
+    k = int(round(level * last))
+    timesteps = [t for t in scheduler.timesteps if int(t) <= k] or [scheduler.timesteps[-1]]
+    x = scheduler.add_noise(x, noise, torch.full((len(x),), int(timesteps[0]), device=x.device))
+    for t in timesteps:
+        time = torch.full((len(x),), float(t) / TIMESTEP_SCALE, device=x.device, dtype=x.dtype)
+        x = scheduler.step(net(x, time), t, x, eta=0.0).prev_sample
+    return x
+
+
+@torch.no_grad()
 def sample(
     net: torch.nn.Module,
     config: dict[str, Any],

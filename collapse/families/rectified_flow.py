@@ -75,5 +75,27 @@ def reverse(
     return z.reshape(len(z), -1).float().cpu().numpy()
 
 
+def sdedit(
+    params: dict[str, np.ndarray], x: np.ndarray, level: float, noise: np.ndarray
+) -> np.ndarray:
+    """SDEdit on the flow: x at time 1 - level of the interpolant with `noise`, then Euler to
+    1 (HWC-flat rows in and out, noise rows CHW as `sample` reads them)."""
+    spec = _spec(params)
+    space = DataSpace(spec["kind"], tuple(spec["shape"]))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    x1 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    if space.kind == "image":
+        x1 = x1.reshape(len(x1), *space.shape).permute(0, 3, 1, 2)
+    x1 = x1.reshape(len(x1), *space.model_shape)
+    z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device).reshape(x1.shape)
+    start = 1.0 - level
+    steps = max(1, round(level * spec["steps"]))
+    with torch.no_grad():
+        out = euler_forward(_net(params, device), (1 - start) * z + start * x1, steps, start=start)
+    if space.kind == "image":
+        out = out.permute(0, 2, 3, 1)
+    return out.reshape(len(out), -1).float().cpu().numpy()
+
+
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
     return {}

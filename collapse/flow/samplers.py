@@ -33,17 +33,22 @@ def _time(t: float, x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def euler_forward(
-    net: VelocityField, x: Tensor, steps: int, callback: Callback | None = None
+    net: VelocityField,
+    x: Tensor,
+    steps: int,
+    callback: Callback | None = None,
+    start: float = 0.0,
 ) -> Tensor:
-    """Noise -> data: Euler on dx/dt = v(x, t) from t=0 to 1, Liu et al.'s sampler.
+    """Noise -> data: Euler on dx/dt = v(x, t) from t=`start` (0: pure noise) to 1, Liu et
+    al.'s sampler; a later start denoises a partly noised sample (SDEdit).
 
     Deterministic, so each sample is a function of its noise and (noise, sample) is a reflow
     pair (Liu et al., Algorithm 1)."""
-    h = 1.0 / steps
+    h = (1.0 - start) / steps
     for i in range(steps):
-        x = x + h * net(x, _time(i / steps, x)).to(x.dtype)
+        x = x + h * net(x, _time(start + i * h, x)).to(x.dtype)
         if callback is not None:
-            callback(i, (i + 1) / steps, x)
+            callback(i, start + (i + 1) * h, x)
     return x
 
 

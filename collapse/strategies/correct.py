@@ -7,6 +7,7 @@ Langevin noise is per row too, so the corrected set does not depend on how it is
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -25,6 +26,7 @@ def correct_rows(
     real: Callable[[], np.ndarray],
     seed: int,
     generation: int,
+    reference: Callable[[], tuple[ModuleType, dict[str, np.ndarray]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(all rows with the chosen ones corrected, the boolean mask of the chosen ones)."""
     x = np.asarray(x, dtype=np.float64)
@@ -41,7 +43,11 @@ def correct_rows(
             rows, correction.TRUE_SCORES[source], strategy.step_size, noise.reshape(-1, steps, dim)
         )
         return out.astype(np.float32), touched
-    if strategy.corrector == "knn":
+    if strategy.corrector == "reference":
+        family, params = reference()
+        noise = row_normals(seed, ids[touched], x.shape[1], stream=_LANGEVIN_STREAM + generation)
+        target = family.sdedit(params, rows, strategy.level, noise)
+    elif strategy.corrector == "knn":
         target = correction.toward_nearest_real(rows, real(), strategy.k)
     else:
         user = correction.load_user_corrector(strategy.corrector)
