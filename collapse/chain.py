@@ -70,6 +70,7 @@ class ChainWorker:
         self._pairs_record: dict[str, Any] = {}  # the real pairs the last generation used
         self._samples: dict[int, np.ndarray] = {}
         self._bounds: np.ndarray | None = None  # scatter axes, fixed by the real data
+        self._pool_features: np.ndarray | None = None  # the knn corrector's, in feature space
 
     @property
     def real(self) -> np.ndarray:
@@ -315,6 +316,21 @@ class ChainWorker:
             )
         return self._samples[generation]
 
+    def _features_for_knn(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the evaluation's feature space; the real pool's computed once per chain."""
+        if rows is not self.real:
+            return self._evaluator.extract(rows)
+        if self._pool_features is None:
+            self._pool_features = self._evaluator.extract(rows)
+        return self._pool_features
+
+    def _nearest_real(self, rows: np.ndarray, real: np.ndarray, k: int, *features) -> np.ndarray:
+        """The knn corrector's targets, here; `collapse.distributed` runs it as a Ray Data pass
+        when `strategy.knn_workers` asks for one."""
+        from collapse.strategies.correction import toward_nearest_real
+
+        return toward_nearest_real(rows, real, k, *features)
+
     def _correct(
         self, samples: np.ndarray, generation: int, params: dict[str, np.ndarray]
     ) -> tuple[dict[str, Any], np.ndarray]:
@@ -340,6 +356,8 @@ class ChainWorker:
             cfg.seed,
             generation,
             reference,
+            self._features_for_knn,
+            self._nearest_real,
         )
         moved = np.linalg.norm(corrected[touched] - samples[touched], axis=1)
         table = self.space.to_table(corrected, "synthetic", generation, ids)

@@ -141,6 +141,8 @@ SELF_CORRECT_KEYS = (
     "langevin_steps",
     "step_size",
     "level",
+    "knn_space",
+    "knn_workers",
 )
 REAL_PAIRING = ("rca_reflow", "ra_reflow")  # strategies that pair real rows by reverse flow
 ONLINE = ("ocar", "ora_reflow")  # ... on the fly, per mini-batch, storing nothing
@@ -184,6 +186,8 @@ class StrategyConfig(Section):
     langevin_steps: int = Field(50, ge=1, le=100_000)
     step_size: float = Field(0.05, gt=0, le=10)
     level: float = Field(0.5, gt=0, le=1)  # reference: SDEdit's noise level
+    knn_space: Literal["pixel", "features"] = "pixel"  # features: eval.features' extractor
+    knn_workers: int = Field(0, ge=0, le=4096)  # > 0: a Ray Data pass over that many tasks
 
     @model_validator(mode="after")
     def _parameters_of_this_strategy(self) -> StrategyConfig:

@@ -163,3 +163,31 @@ def test_the_reference_corrector_denoises_with_generation_0s_model(ray_cluster, 
         assert record["correction"]["mean_distance"] > 0.0
     with pytest.raises(Exception, match="reference denoises with a trained model"):
         validate({"strategy": {"name": "self_correct", "corrector": "reference"}})
+
+
+def test_knn_in_feature_space_picks_neighbours_by_features_and_moves_pixels():
+    real = np.array([[0.0, 0.0], [1.0, 10.0]])
+    x = np.array([[0.1, 9.0]])
+    assert correction.toward_nearest_real(x, real, 1).tolist() == [[1.0, 10.0]]
+    by_first = correction.toward_nearest_real(x, real, 1, x[:, :1] * 0, real[:, :1])
+    assert by_first.tolist() == [[0.0, 0.0]]
+
+
+def test_knn_as_a_ray_data_pass_matches_the_in_process_chain(ray_cluster, tmp_path):
+    from collapse.chain import run_chain
+    from collapse.distributed.correction import nearest_on_ray
+    from collapse.storage import RunStore
+
+    rng = np.random.default_rng(5)
+    rows, real = rng.normal(size=(700, 3)), rng.normal(size=(300, 3))
+    expected = correction.toward_nearest_real(rows, real, 4, rows[:, :2], real[:, :2])
+    got = nearest_on_ray(rows, real, 4, rows[:, :2], real[:, :2], workers=2, batch_size=128)
+    np.testing.assert_allclose(got, expected)
+
+    strategy = {"name": "self_correct", "corrector": "knn", "correct_fraction": 0.5}
+    local = make_config(str(tmp_path / "local"), strategy=strategy)
+    on_ray = make_config(str(tmp_path / "ray"), strategy={**strategy, "knn_workers": 2})
+    ours = RunStore(run_chain(on_ray).uri).committed()
+    theirs = run_in_process(local)
+    assert [r["metrics"] for r in ours] == [r["metrics"] for r in theirs]
+    assert [r["correction"] for r in ours] == [r["correction"] for r in theirs]

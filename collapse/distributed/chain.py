@@ -39,6 +39,14 @@ class RayChainWorker(ChainWorker):
             return evaluate_on_ray(self.config, self._settings, samples)
         return super()._evaluate(samples)
 
+    def _nearest_real(self, rows: np.ndarray, real: np.ndarray, k: int, *features) -> np.ndarray:
+        workers = self.config.strategy.knn_workers
+        if not workers:
+            return super()._nearest_real(rows, real, k, *features)
+        from collapse.distributed.correction import nearest_on_ray
+
+        return nearest_on_ray(rows, real, k, *features, workers=workers)
+
 
 class RemoteWorker:
     def __init__(self, actor: Any):

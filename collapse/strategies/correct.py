@@ -27,7 +27,11 @@ def correct_rows(
     seed: int,
     generation: int,
     reference: Callable[[], tuple[ModuleType, dict[str, np.ndarray]]] | None = None,
+    features: Callable[[np.ndarray], np.ndarray] | None = None,
+    nearest: Callable[..., np.ndarray] = correction.toward_nearest_real,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """`features` maps rows to the evaluation's feature space (knn_space: features);
+    `nearest` computes the knn targets (in process, or as a Ray Data pass)."""
     """(all rows with the chosen ones corrected, the boolean mask of the chosen ones)."""
     x = np.asarray(x, dtype=np.float64)
     chosen = row_uniforms(seed, ids, 1, stream=_CHOICE_STREAM + generation)[:, 0]
@@ -48,7 +52,11 @@ def correct_rows(
         noise = row_normals(seed, ids[touched], x.shape[1], stream=_LANGEVIN_STREAM + generation)
         target = family.sdedit(params, rows, strategy.level, noise)
     elif strategy.corrector == "knn":
-        target = correction.toward_nearest_real(rows, real(), strategy.k)
+        pool = real()
+        if strategy.knn_space == "features":
+            target = nearest(rows, pool, strategy.k, features(rows), features(pool))
+        else:
+            target = nearest(rows, pool, strategy.k)
     else:
         user = correction.load_user_corrector(strategy.corrector)
         rng = np.random.default_rng([seed, 5, generation])

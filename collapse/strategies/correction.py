@@ -58,14 +58,23 @@ def langevin(x: np.ndarray, score: Score, step_size: float, noise: np.ndarray) -
     return x
 
 
-def toward_nearest_real(x: np.ndarray, real: np.ndarray, k: int) -> np.ndarray:
-    """The mean of each row's k nearest real rows, in bounded-memory chunks."""
+def toward_nearest_real(
+    x: np.ndarray,
+    real: np.ndarray,
+    k: int,
+    x_features: np.ndarray | None = None,
+    real_features: np.ndarray | None = None,
+) -> np.ndarray:
+    """The mean of each row's k nearest real rows, in bounded-memory chunks. With features,
+    neighbours are found in feature space (digits-cnn, Inception) and their pixels averaged."""
     x, real = np.asarray(x, dtype=np.float64), np.asarray(real, dtype=np.float64)
+    near_x = x if x_features is None else np.asarray(x_features, dtype=np.float64)
+    near_real = real if real_features is None else np.asarray(real_features, dtype=np.float64)
     k = min(k, len(real))
     out = np.empty_like(x)
     step = max(1, (1 << 24) // max(len(real), 1))
     for start in range(0, len(x), step):
-        d2 = pairwise_sq_dists(x[start : start + step], real)
+        d2 = pairwise_sq_dists(near_x[start : start + step], near_real)
         nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]
         out[start : start + step] = real[nearest].mean(axis=1)
     return out
