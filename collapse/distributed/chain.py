@@ -71,7 +71,8 @@ def remote_worker(config: RunConfig, **actor_options: Any) -> Iterator[RemoteWor
     # With a sampling pool or Ray Train workers the chain's actor only orchestrates: its CPU
     # goes to them.
     trains = getattr(get_family(config.model.family), "trains_on_ray", False)
-    cpus = 0 if config.sample.workers or trains else 1
+    pools = config.sample.workers or config.strategy.knn_workers
+    cpus = 0 if pools or trains else 1
     options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0, **actor_options}
     actor = ray.remote(RayChainWorker).options(**options).remote(config, storage_settings())
     try:

@@ -49,7 +49,7 @@ def nearest_on_ray(
             },
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=workers,
+            concurrency=(1, workers),  # starts with what is free, grows to `workers`
             num_cpus=1,
         )
         .take_all()
