@@ -12,17 +12,29 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from collapse.config import METRICS
-from collapse.metrics.frechet import fid, kid
 from collapse.metrics.manifold import density_coverage, precision_recall
 from collapse.metrics.vectors import mean_err, mean_variance, mmd_rbf, w2_gaussian
+
+
+def _fid(samples: np.ndarray, real: np.ndarray) -> float:
+    from collapse.metrics.frechet import fid  # clean-fid pulls in torch: only when asked for
+
+    return fid(samples, real)
+
+
+def _kid(samples: np.ndarray, real: np.ndarray) -> float:
+    from collapse.metrics.frechet import kid
+
+    return kid(samples, real)
+
 
 _PAIRWISE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "w2": w2_gaussian,
     "mmd": mmd_rbf,
     "mean_err": mean_err,
     "var": lambda samples, real: mean_variance(samples),
-    "fid": fid,
-    "kid": kid,
+    "fid": _fid,
+    "kid": _kid,
 }
 # metrics computed in pairs from one k-NN pass
 _JOINT: dict[tuple[str, str], Callable[[np.ndarray, np.ndarray], tuple[float, float]]] = {
