@@ -72,6 +72,8 @@ def start_head(num_cpus: int = 2) -> RayHead:
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    # job entrypoints run `python`: this environment's, as on a cluster set up for collapse
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log = open(Path(temp_dir) / "ray-start.log", "wb")  # noqa: SIM115 - lives with the head
     process = subprocess.Popen(
         command, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT

@@ -59,7 +59,7 @@ def test_submit_wait_runs_the_chain_on_the_cluster(head, env, tmp_path):
         "--name",
         "remote",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "SUCCEEDED" in done.stdout
     job_id = done.stdout.split(" as job ")[1].split()[0]
     assert [r["generation"] for r in RunStore(str(storage / "remote")).committed()] == [0, 1]
@@ -99,7 +99,7 @@ def test_a_long_job_is_stopped(head, env, tmp_path):
         "--set",
         "data.n_eval=1000",
     )
-    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
     job_id = submitted.stdout.split(" as job ")[1].split()[0]
     manifest = storage / "long" / "manifest.json"
     deadline = time.monotonic() + 120
@@ -131,3 +131,19 @@ def test_bad_submissions_fail_before_reaching_the_cluster(head, env, tmp_path):
     assert typo.returncode == 2 and "data.n_trian" in typo.stderr
     unreachable = collapse(env, "jobs", "list", "--address", "http://127.0.0.1:9")
     assert unreachable.returncode == 2 and "127.0.0.1:9" in unreachable.stderr
+
+
+def test_a_sweep_is_submitted_with_its_base_inline(head, env, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    (tmp_path / "base.yaml").write_text(
+        "generations: 2\n"
+        "data: {real: 'toy:gaussian', dim: 2, n_real: 300, n_train: 100, n_eval: 200}\n"
+        "model: {family: gaussian}\neval: {metrics: [w2]}\n"
+    )
+    storage = tmp_path / "sweeps"
+    sweep.write_text(f"name: js\nstorage: {storage}\nbase: base.yaml\nspace:\n  seed: [0, 1]\n")
+    done = collapse(env, "submit", "--wait", "sweep", str(sweep))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 trials, 0 failed" in done.stdout and "SUCCEEDED" in done.stdout
+    for trial in ("t000-seed-0", "t001-seed-1"):
+        assert len(RunStore(str(storage / "js" / "trials" / trial)).committed()) == 2
