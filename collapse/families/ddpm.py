@@ -62,39 +62,23 @@ def noise_dim(params: dict[str, np.ndarray]) -> int:
 
 def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     """Images as HWC-flat vectors in [-1, 1]; noise rows read as CHW."""
-    spec = _spec(params)
-    space = DataSpace(spec["kind"], tuple(spec["shape"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    spec, device = _spec(params), trained.device()
     z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device)
+    shape = trained.space(params).model_shape
     x = ddpm.sample(
-        _net(params, device),
-        spec["schedule"],
-        z,
-        space.model_shape,
-        spec["steps"],
-        spec["sampler"],
+        _net(params, device), spec["schedule"], z, shape, spec["steps"], spec["sampler"]
     )
-    if space.kind == "image":
-        x = x.permute(0, 2, 3, 1)
-    return x.reshape(len(x), -1).float().cpu().numpy()
+    return trained.data_rows(params, x)
 
 
 def sdedit(
     params: dict[str, np.ndarray], x: np.ndarray, level: float, noise: np.ndarray
 ) -> np.ndarray:
     """SDEdit: noise HWC-flat rows to `level` of the schedule and DDIM them back."""
-    spec = _spec(params)
-    space = DataSpace(spec["kind"], tuple(spec["shape"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    x0 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-    if space.kind == "image":
-        x0 = x0.reshape(len(x0), *space.shape).permute(0, 3, 1, 2)
-    x0 = x0.reshape(len(x0), *space.model_shape)
-    z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device).reshape(x0.shape)
+    spec, device = _spec(params), trained.device()
+    x0, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
     out = ddpm.denoise_from(_net(params, device), spec["schedule"], x0, z, level, spec["steps"])
-    if space.kind == "image":
-        out = out.permute(0, 2, 3, 1)
-    return out.reshape(len(out), -1).float().cpu().numpy()
+    return trained.data_rows(params, out)
 
 
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:

@@ -45,14 +45,9 @@ def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     """Euler-integrate each noise row from t=0 to 1; images as HWC-flat vectors in [-1, 1].
 
     Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
-    spec = _spec(params)
-    space = DataSpace(spec["kind"], tuple(spec["shape"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device)
-    x = euler_forward(_net(params, device), z.reshape(len(z), *space.model_shape), spec["steps"])
-    if space.kind == "image":
-        x = x.permute(0, 2, 3, 1)
-    return x.reshape(len(x), -1).float().cpu().numpy()
+    device = trained.device()
+    z = trained.model_noise(params, noise, device)
+    return trained.data_rows(params, euler_forward(_net(params, device), z, _spec(params)["steps"]))
 
 
 def reverse(
@@ -61,12 +56,8 @@ def reverse(
     """The noise this model pairs with real rows x (HWC-flat vectors in [-1, 1]): the reverse
     ODE, or with `sde_sigma` the reverse SDE (Zhu et al.'s real-data pairing), as CHW-flat
     noise rows like those `sample` reads. The SDE's noise is seeded, so pairs reproduce."""
-    spec = _spec(params)
-    space = DataSpace(spec["kind"], tuple(spec["shape"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    x1 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-    if space.kind == "image":  # HWC-flat rows -> CHW
-        x1 = x1.reshape(len(x1), *space.shape).permute(0, 3, 1, 2).contiguous()
+    device = trained.device()
+    x1 = trained.model_input(params, x, device)
     if sde_sigma is None:
         sampler = euler_reverse
     else:
@@ -80,21 +71,13 @@ def sdedit(
 ) -> np.ndarray:
     """SDEdit on the flow: x at time 1 - level of the interpolant with `noise`, then Euler to
     1 (HWC-flat rows in and out, noise rows CHW as `sample` reads them)."""
-    spec = _spec(params)
-    space = DataSpace(spec["kind"], tuple(spec["shape"]))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    x1 = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-    if space.kind == "image":
-        x1 = x1.reshape(len(x1), *space.shape).permute(0, 3, 1, 2)
-    x1 = x1.reshape(len(x1), *space.model_shape)
-    z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device).reshape(x1.shape)
+    device = trained.device()
+    x1, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
     start = 1.0 - level
-    steps = max(1, round(level * spec["steps"]))
+    steps = max(1, round(level * _spec(params)["steps"]))
     with torch.no_grad():
         out = euler_forward(_net(params, device), (1 - start) * z + start * x1, steps, start=start)
-    if space.kind == "image":
-        out = out.permute(0, 2, 3, 1)
-    return out.reshape(len(out), -1).float().cpu().numpy()
+    return trained.data_rows(params, out)
 
 
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from collapse.data.space import DataSpace
 from collapse.flow.nets import build_velocity_net
 
 _NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
@@ -28,6 +29,37 @@ def weights(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def spec(params: dict[str, np.ndarray]) -> dict[str, Any]:
     return json.loads(str(params["spec"]))
+
+
+def space(params: dict[str, np.ndarray]) -> DataSpace:
+    described = spec(params)
+    return DataSpace(described["kind"], tuple(described["shape"]))
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_input(params: dict[str, np.ndarray], rows: np.ndarray, on: torch.device) -> torch.Tensor:
+    """HWC-flat data rows (as stored and as the chain holds them) -> (n, *model_shape)."""
+    where = space(params)
+    x = torch.as_tensor(np.asarray(rows, dtype=np.float32), device=on)
+    if where.kind == "image":
+        x = x.reshape(len(x), *where.shape).permute(0, 3, 1, 2)
+    return x.reshape(len(x), *where.model_shape).contiguous()
+
+
+def model_noise(params: dict[str, np.ndarray], noise: np.ndarray, on: torch.device) -> torch.Tensor:
+    """Noise rows are CHW-flat already (the layout nets and stored reflow pairs use)."""
+    z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=on)
+    return z.reshape(len(z), *space(params).model_shape)
+
+
+def data_rows(params: dict[str, np.ndarray], x: torch.Tensor) -> np.ndarray:
+    """(n, *model_shape) model output -> HWC-flat float32 rows."""
+    if space(params).kind == "image":
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(len(x), -1).float().cpu().numpy()
 
 
 def net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
