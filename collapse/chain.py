@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from collapse import plots
+from collapse import latents, plots
 from collapse.config import (
     ONLINE,
     REAL_PAIRING,
@@ -43,7 +44,7 @@ from collapse.families import get_family
 from collapse.metrics import features
 from collapse.metrics.inception import weights_location
 from collapse.sampling import grid_size, keeps_noise, sample_grid, sample_locally
-from collapse.storage import RunStore, Storage
+from collapse.storage import RunStore, Storage, generation_dir
 
 _STREAMS = {"fit": 2}
 
@@ -192,9 +193,18 @@ class ChainWorker:
         if cfg.strategy.name in ONLINE and generation > 0:
             online = self._online(plan, previous)
             plan = [part for part in plan if part.source == "real"]
+        latent_space = None
+        if getattr(self.family, "trains_on_latents", False):
+            real_shards, samples, latent_space = self._latent_inputs(real_shards, samples)
         dataset = (
             training_dataset(
-                plan, real_shards, samples, self.space, seed=seed, paired=keeps_noise(cfg)
+                plan,
+                real_shards,
+                samples,
+                self.space,
+                seed=seed,
+                paired=keeps_noise(cfg),
+                latents=latent_space,
             )
             if plan
             else None
@@ -206,7 +216,51 @@ class ChainWorker:
             cfg, self.store.storage, generation, dataset, self.space, init, online
         )
         self._train_report = report
-        return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps)
+        extra = {"captions": self._captions()} if hasattr(self.family, "captions") else {}
+        return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps, **extra)
+
+    def _latent_inputs(
+        self,
+        real_shards: tuple[Storage, list[dict[str, Any]]],
+        samples: dict[int, tuple[Storage, list[dict[str, Any]]]],
+    ) -> tuple[tuple[Storage, list], dict[int, tuple[Storage, list]], tuple[str, tuple]]:
+        """A latent family's training inputs: the cached latents of the real pool and of each
+        planned generation's samples (encoded now where the run has none yet)."""
+        from collapse.diffusion.stable_diffusion import latent_shape
+
+        run, pretrained = self.store.storage, self.config.model.pretrained
+
+        def cache(key: str, source: Storage, shards: list, rows: tuple[int, int]) -> list:
+            return latents.cached(
+                run, key, source, shards, rows, pretrained, self.space, self._encode
+            )
+
+        real_latents = (run, cache("real", *real_shards, self._where.pool_rows))
+        sample_latents = {
+            g: (run, cache(generation_dir(g), storage, shards, (0, 2**62)))
+            for g, (storage, shards) in samples.items()
+        }
+        shape = latent_shape(pretrained, self.space.shape)
+        return real_latents, sample_latents, (pretrained, shape)
+
+    def _encode(
+        self, pretrained: str, space: DataSpace, jobs: list[tuple[str, str, str]], target: str
+    ) -> list[dict[str, Any]]:
+        """VAE encoding of shards; `collapse.distributed` moves it to Ray tasks (and GPUs)."""
+        return latents.encode_shards(pretrained, space, jobs, target)
+
+    def _captions(self) -> list[str]:
+        """The real pool's captions, which a latent family's samples are drawn for: read from
+        the real latent cache's caption column (never the images)."""
+        lo, hi = self._where.pool_rows
+        run, found = self.store.storage, []
+        for shard in json.loads(run.read_text(f"latents/real/{latents.INDEX}")):
+            table = pq.read_table(run.path(shard["path"]), filesystem=run.fs)
+            ids = table.column("id").to_numpy()
+            keep = (ids >= lo) & (ids < hi)
+            captions = table.column("caption").to_pylist()
+            found.extend(c for c, k in zip(captions, keep, strict=True) if k)
+        return found
 
     def _real_pairs(
         self, plan: list[MixPart], generation: int, seed: int, params: dict[str, np.ndarray]
@@ -414,6 +468,10 @@ def open_run(config: RunConfig) -> tuple[RunStore, int]:
                 f"(differs in: {', '.join(changed)}); "
                 "choose another --name or run it with the stored config"
             )
+    if config.model.family == "stable_diffusion":
+        from collapse.diffusion.stable_diffusion import check_available
+
+        check_available(config.model.pretrained)
     _check_inception_weights(config, config.eval.features)
     where = real.ensure(config, store)
     if config.eval.features == "auto":  # a parquet dataset: its index says vectors or images

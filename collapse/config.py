@@ -8,6 +8,7 @@ Validation failures become one line naming the key and what is allowed (`UserErr
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -117,6 +118,34 @@ class DDPMModel(Section):
     sampler: Literal["ddim", "ddpm"] = "ddim"
 
 
+class StableDiffusionModel(Section):
+    """A Stable Diffusion pipeline's UNet fine-tuned on Ray Train (MAD's text-to-image loops).
+
+    `pretrained`: a local pipeline directory (diffusers' save_pretrained layout) or a hub id.
+    `finetune`: `lora` (a peft adapter of rank `lora_rank` on the attention projections, the
+    base frozen) or `full`. VAE and text encoder are always frozen. Samples are drawn with DDIM
+    over `sample.steps` steps and classifier-free guidance `guidance_scale` (<= 1: none) for
+    captions of the real set; `sample.bias` scales the initial latent.
+    """
+
+    family: Literal["stable_diffusion"]
+    pretrained: str = Field(min_length=1)
+    finetune: Literal["lora", "full"] = "lora"
+    lora_rank: int = Field(4, ge=1, le=1024)
+    lora_alpha: float | None = Field(None, gt=0, le=10_000)  # None: lora_rank (a scale of 1)
+    guidance_scale: float = Field(7.5, ge=0, le=100)
+    init: Literal["previous", "scratch"] = "previous"
+    gradient_checkpointing: bool = False
+    attention: Literal["sdpa", "xformers"] = "sdpa"
+
+    @field_validator("pretrained")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        """A local directory is stored as an absolute path: workers run elsewhere."""
+        path = os.path.expanduser(value)
+        return os.path.abspath(path) if os.path.isdir(path) else value
+
+
 class GMMModel(Section):
     """Gaussian mixture fitted by EM (scikit-learn)."""
 
@@ -127,10 +156,10 @@ class GMMModel(Section):
 
 
 ModelConfig = Annotated[
-    GaussianModel | KDEModel | GMMModel | RectifiedFlowModel | DDPMModel,
+    GaussianModel | KDEModel | GMMModel | RectifiedFlowModel | DDPMModel | StableDiffusionModel,
     Field(discriminator="family"),
 ]
-FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm")
+FAMILIES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm", "stable_diffusion")
 
 
 SELF_CORRECT_KEYS = (
@@ -301,9 +330,19 @@ class RunConfig(Section):
             raise ValueError(
                 f"strategy.name: {self.strategy.name} needs model.family rectified_flow"
             )
+        kind = data_kind(self.data.real)
+        if self.model.family == "stable_diffusion":
+            if kind == "vector":
+                raise ValueError(
+                    f"model.family: stable_diffusion needs images, not {self.data.real}"
+                )
+            if strategy.name != "none":
+                raise ValueError(
+                    "strategy.name: stable_diffusion chains run without a strategy (none); "
+                    "self-correction of captioned images is not implemented"
+                )
         if self.sample.n is None:
             self.sample.n = self.data.n_train
-        kind = data_kind(self.data.real)
         if self.eval.features == "auto" and kind is not None:
             self.eval.features = (
                 "raw"
@@ -480,6 +519,7 @@ def _allowed_keys(loc: tuple) -> list[str]:
                 "gmm": GMMModel,
                 "rectified_flow": RectifiedFlowModel,
                 "ddpm": DDPMModel,
+                "stable_diffusion": StableDiffusionModel,
             }[part]
             continue
         field = model.model_fields.get(str(part))

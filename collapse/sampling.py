@@ -55,6 +55,11 @@ def draw(
     return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32), noise
 
 
+def captions(family: ModuleType, params: dict[str, np.ndarray], noise: np.ndarray) -> list | None:
+    """The caption each sample was drawn for, by a text-conditioned family; else None."""
+    return family.captions(params, noise) if hasattr(family, "captions") else None
+
+
 def write_batch(
     store: RunStore,
     space: DataSpace,
@@ -63,9 +68,11 @@ def write_batch(
     ids: np.ndarray,
     noise: np.ndarray | None = None,
     folder: str = "samples",
+    texts: list[str] | None = None,
 ) -> dict[str, Any]:
-    """One shard of samples; with `noise`, the (noise, sample) pairs that reflow trains on."""
-    table = space.to_table(x, "synthetic", generation, ids, noise=noise)
+    """One shard of samples; with `noise`, the (noise, sample) pairs that reflow trains on;
+    with `texts`, each image's caption (what the next generation fine-tunes on)."""
+    table = space.to_table(x, "synthetic", generation, ids, noise=noise, captions=texts)
     name = f"{folder}/part-{int(ids[0]):09d}.parquet"
     return store.write_artifact(generation, name, to_parquet(table), rows=len(ids))
 
@@ -86,7 +93,9 @@ def sample_locally(
     for start in range(0, n, batch_size):
         ids = np.arange(start, min(start + batch_size, n), dtype=np.int64)
         x, noise = draw(family, params, seed, generation, ids, bias)
-        shards.append(write_batch(store, space, generation, x, ids, noise if keep_noise else None))
+        kept = noise if keep_noise else None
+        texts = captions(family, params, noise)
+        shards.append(write_batch(store, space, generation, x, ids, kept, texts=texts))
     return shards
 
 
@@ -106,5 +115,6 @@ def sample_grid(
     bias: float = 1.0,
 ) -> dict[str, Any]:
     ids = np.arange(n, dtype=np.int64)
-    x, _ = draw(family, params, seed, GRID_STREAM, ids, bias)
-    return write_batch(store, space, generation, x, ids, folder="grid")
+    x, noise = draw(family, params, seed, GRID_STREAM, ids, bias)
+    texts = captions(family, params, noise)
+    return write_batch(store, space, generation, x, ids, folder="grid", texts=texts)

@@ -63,10 +63,12 @@ class DataSpace:
         generation: int | None,
         ids: np.ndarray,
         noise: np.ndarray | None = None,
+        captions: list[str] | None = None,
     ) -> pa.Table:
         if self.kind == "vector":
             return vectors_to_table(x, source, generation, ids=ids, noise=noise)
-        return images_to_table(self.to_images(x), source, generation, ids=ids, noise=noise)
+        images = self.to_images(x)
+        return images_to_table(images, source, generation, ids=ids, noise=noise, captions=captions)
 
     def to_images(self, x: np.ndarray) -> np.ndarray:
         """(n, H, W, C) uint8 pictures of model-space rows, as they are stored."""

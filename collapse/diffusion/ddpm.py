@@ -36,12 +36,12 @@ def schedule(timesteps: int, beta_schedule: str, clip: bool) -> dict[str, Any]:
 
 def epsilon_objective(
     config: dict[str, Any],
-) -> Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]:
+) -> Callable[..., torch.Tensor]:
     """E ||eps(x_k, k) - eps||^2 with k uniform over the training steps (Ho et al., eq. 14)."""
     scheduler = DDPMScheduler.from_config(config)
     steps = scheduler.config.num_train_timesteps
 
-    def objective(net, noise, x, generator):
+    def objective(net, noise, x, generator, batch=None):
         k = torch.randint(0, steps, (len(x),), generator=generator, device=x.device)
         noisy = scheduler.add_noise(x, noise, k)
         prediction = net(noisy, k.to(x.dtype) / TIMESTEP_SCALE)

@@ -17,6 +17,7 @@ import ray
 
 from collapse.chain import ChainWorker
 from collapse.config import RunConfig
+from collapse.data.space import DataSpace
 from collapse.distributed.evaluation import evaluate_on_ray
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
 from collapse.errors import UserError
@@ -38,6 +39,13 @@ class RayChainWorker(ChainWorker):
         if self.space.kind == "image":
             return evaluate_on_ray(self.config, self._settings, samples)
         return super()._evaluate(samples)
+
+    def _encode(
+        self, pretrained: str, space: DataSpace, jobs: list[tuple[str, str, str]], target: str
+    ) -> list[dict[str, Any]]:
+        from collapse.distributed.latents import encode_on_ray
+
+        return encode_on_ray(self.config, self._settings, pretrained, space, jobs, target)
 
     def _nearest_real(self, rows: np.ndarray, real: np.ndarray, k: int, *features) -> np.ndarray:
         workers = self.config.strategy.knn_workers

@@ -49,7 +49,12 @@ def _keep_ids(table: pa.Table, ranges: Sequence[tuple[int, int]], noise_dim: int
         inside = pc.and_(pc.greater_equal(ids, a), pc.less(ids, b))
         mask = inside if mask is None else pc.or_(mask, inside)
     table = table.filter(mask)
-    data = ["x"] if "x" in table.column_names else ["image", "shape"]
+    if "x" in table.column_names:
+        data = ["x"]
+    elif "latent" in table.column_names:  # a latent cache (collapse.latents)
+        data = ["latent", "caption"]
+    else:
+        data = ["image", "shape"]
     kept = table.select([*data, "generation", "id"])
     if noise_dim:
         noise_type = pa.list_(pa.float32(), noise_dim)
@@ -102,22 +107,35 @@ def training_dataset(
     space: DataSpace,
     seed: int,
     paired: bool = False,
+    latents: tuple[str, tuple[int, ...]] | None = None,
 ) -> ray.data.Dataset:
     """The planned rows: `real` is the pool's (storage, shards); `samples` maps each generation
     the plan names to its (storage, sample shards), both as their indexes list them. `paired`:
-    rows bring their stored noise partner (`noise`, `paired`) for reflow."""
+    rows bring their stored noise partner (`noise`, `paired`) for reflow. `latents`: the shards
+    are latent caches of a Stable Diffusion run, (pretrained, latent shape), and batches carry
+    the latents and their captions' tokens."""
     noise_dim = space.dim if paired else 0
     parts = []
     for part in plan:
         storage, shards = real if part.source == "real" else samples[part.generation]
         parts.append(_part(storage, shards, part.rows, noise_dim))
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    ds = ds.random_shuffle(seed=seed).map_batches(
-        _model_input, fn_kwargs={"space": space}, batch_format="pyarrow"
-    )
+    ds = ds.random_shuffle(seed=seed)
+    if latents is None:
+        ds = ds.map_batches(_model_input, fn_kwargs={"space": space}, batch_format="pyarrow")
+        row_bytes = space.dim * (1 if space.kind == "image" else 4) * (2 if paired else 1)
+    else:
+        from collapse.families.stable_diffusion import training_batch
+
+        pretrained, shape = latents
+        ds = ds.map_batches(
+            training_batch,
+            fn_kwargs={"pretrained": pretrained, "latent_shape": shape},
+            batch_format="pyarrow",
+        )
+        row_bytes = 4 * int(np.prod(shape)) + 8 * 77
     # A set that fits comfortably in the object store is executed once, not once per epoch:
     # small toy sets run hundreds of epochs, and re-reading and re-shuffling each is most of it.
-    row_bytes = space.dim * (1 if space.kind == "image" else 4) * (2 if paired else 1)
     if sum(part.count for part in plan) * row_bytes <= MATERIALIZE_BYTES:
         ds = ds.materialize()
     return ds

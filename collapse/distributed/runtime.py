@@ -18,6 +18,9 @@ _STORAGE_ENV = (
     "AWS_DEFAULT_REGION",
     "AWS_PROFILE",
     "COLLAPSE_INCEPTION_WEIGHTS",  # where the FID weights are (collapse.metrics.inception)
+    "HF_HOME",  # where a Stable Diffusion run's hub models are cached, and how they are reached
+    "HF_HUB_OFFLINE",
+    "HF_TOKEN",
 )
 
 

@@ -18,7 +18,7 @@ from collapse.config import RunConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.families import get_family
-from collapse.sampling import GRID_STREAM, draw, grid_size, keeps_noise, write_batch
+from collapse.sampling import GRID_STREAM, captions, draw, grid_size, keeps_noise, write_batch
 from collapse.storage import RunStore
 
 
@@ -52,7 +52,8 @@ class _Sampler:
         x, noise = draw(self.family, self.params, self.seed, stream, ids, self.bias)
         if folder == "samples":
             kept = noise if self.keep_noise else None
-        shard = write_batch(self.store, self.space, self.generation, x, ids, kept, folder)
+        texts = captions(self.family, self.params, noise)
+        shard = write_batch(self.store, self.space, self.generation, x, ids, kept, folder, texts)
         return {k: np.array([v]) for k, v in shard.items()}
 
 

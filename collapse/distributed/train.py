@@ -27,10 +27,11 @@ from collapse.config import RunConfig as ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.flow.online import online_pairs
-from collapse.flow.training import TrainSettings, TrainState, train
+from collapse.flow.training import TrainSettings, TrainState, load_trainable, train
 from collapse.storage import Storage
 
 STATE_FILE = "state.pt"
+MODEL_INPUTS = ("x", "noise", "paired", "input_ids")  # input_ids: a caption's tokens
 
 
 def _batches(shard: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -39,7 +40,7 @@ def _batches(shard: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
         empty = True
         for batch in shard.iter_torch_batches(batch_size=batch_size):
             empty = False
-            yield {k: v for k, v in batch.items() if k in ("x", "noise", "paired")}
+            yield {k: v for k, v in batch.items() if k in MODEL_INPUTS}
         if empty:
             raise ValueError("this worker's share of the training set is empty")
 
@@ -52,7 +53,7 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     device = get_device()
     net = family.build_net(cfg["model"], cfg["space"])
     if cfg["init"] is not None:
-        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in cfg["init"].items()})
+        load_trainable(net, {k: np.array(v) for k, v in cfg["init"].items()})
     settings: TrainSettings = cfg["train"]
     if device.type == "cuda" and cfg["space"].kind == "image":
         net = net.to(memory_format=torch.channels_last)  # matches the channels_last inputs
@@ -116,7 +117,7 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
     # local mode hands this back directly (Ray Train refuses tensors in a return value)
-    return {"ema": _numpy(state.ema.module.state_dict())}
+    return {"ema": _numpy(state.ema.state_dict())}
 
 
 def train_generation(

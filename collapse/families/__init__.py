@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm")
+NAMES = ("gaussian", "kde", "gmm", "rectified_flow", "ddpm", "stable_diffusion")
 
 
 def get_family(name: str) -> ModuleType:

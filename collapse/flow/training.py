@@ -29,22 +29,51 @@ class TrainSettings:
     checkpoint_every: int = 500
 
 
+def frozen_names(model: torch.nn.Module) -> set[str]:
+    """Parameters that do not train (a LoRA fine-tune's base model)."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def trainable_state(model: torch.nn.Module, frozen: set[str]) -> dict[str, torch.Tensor]:
+    """What a generation changed: the state without the frozen parameters, so a LoRA
+    fine-tune's checkpoints and weights hold the adapter, not a copy of the pretrained UNet."""
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def load_trainable(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load a `trainable_state`; anything else missing or unexpected is an error."""
+    state = {k: torch.as_tensor(v) for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = set(missing) - frozen_names(model)
+    if missing or unexpected:
+        raise ValueError(
+            f"weights do not fit the model: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}"
+        )
+
+
 class EMA:
-    """Exponential moving average of the weights, with the usual warm-up (decay at step n is
-    min(decay, (1 + n) / (10 + n)), as in diffusers' EMAModel), so a short generation is not
-    sampled from weights that are mostly still their initialisation. One fused foreach lerp per
-    step, the decay a Python float: no host sync."""
+    """Exponential moving average of the trained weights, with the usual warm-up (decay at step
+    n is min(decay, (1 + n) / (10 + n)), as in diffusers' EMAModel), so a short generation is
+    not sampled from weights that are mostly still their initialisation. One fused foreach lerp
+    per step over the trainable parameters, the decay a Python float: no host sync."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
+        self.frozen = frozen_names(model)
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._mine = [p for n, p in self.module.named_parameters() if n not in self.frozen]
         self.decay = decay
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(list(self.module.parameters()), list(model.parameters()), 1.0 - decay)
-        for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
-            mine.copy_(theirs)
+        theirs = [p for p in model.parameters() if p.requires_grad]
+        torch._foreach_lerp_(self._mine, theirs, 1.0 - decay)
+        for mine, source in zip(self.module.buffers(), model.buffers(), strict=True):
+            mine.copy_(source)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return trainable_state(self.module, self.frozen)
 
 
 @dataclass
@@ -61,21 +90,24 @@ class TrainState:
         cls, model: torch.nn.Module, settings: TrainSettings, device: torch.device
     ) -> TrainState:
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings.lr, weight_decay=0.0, fused=device.type == "cuda"
+            [p for p in model.parameters() if p.requires_grad],
+            lr=settings.lr,
+            weight_decay=0.0,
+            fused=device.type == "cuda",
         )
         return cls(model, EMA(unwrap(model), settings.ema_decay), optimizer)
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": unwrap(self.model).state_dict(),
-            "ema": self.ema.module.state_dict(),
+            "model": trainable_state(unwrap(self.model), self.ema.frozen),
+            "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        unwrap(self.model).load_state_dict(state["model"])
-        self.ema.module.load_state_dict(state["ema"])
+        load_trainable(unwrap(self.model), state["model"])
+        load_trainable(self.ema.module, state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
 
@@ -101,11 +133,18 @@ def pairs(
     return torch.where(paired, batch["noise"].to(x1.dtype), fresh), x1
 
 
-Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+Objective = Callable[
+    [torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator, dict[str, torch.Tensor]],
+    torch.Tensor,
+]
 
 
 def flow_matching_objective(
-    model: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generator
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    generator: torch.Generator,
+    batch: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Rectified flow's loss at times drawn uniformly from (0, 1)."""
     t = sample_time(len(x1), generator=generator, device=x1.device)
@@ -129,7 +168,8 @@ def train(
     `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step), so a
     resumed run draws what the uninterrupted one would have. `make_pairs` builds (x0, x1) from
     a batch (default `pairs`; OCAR's comes from `collapse.flow.online`); `objective(model, x0,
-    x1, generator)` is the loss (default flow matching; DDPM's is `collapse.diffusion.ddpm`)."""
+    x1, generator, batch)` is the loss (default flow matching; DDPM's and Stable Diffusion's,
+    which reads the batch's caption tokens, are in `collapse.diffusion`)."""
     make_pairs = make_pairs or pairs
     objective = objective or flow_matching_objective
     model = state.model
@@ -138,6 +178,7 @@ def train(
     generator = torch.Generator(device=device)
     running = torch.zeros((), device=device)
     count = 0
+    trained = [p for p in model.parameters() if p.requires_grad]
     while state.step < settings.steps:
         generator.manual_seed(seed * 1_000_003 + state.step)
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
@@ -148,10 +189,10 @@ def train(
         with torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16"
         ):
-            loss = objective(model, x0, x1, generator)
+            loss = objective(model, x0, x1, generator, batch)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trained, settings.grad_clip)
         state.optimizer.step()
         state.ema.update(unwrap(model), state.step)
         running += loss.detach()
