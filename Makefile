@@ -22,4 +22,4 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/chain_speed.py
+	$(BIN)/collapse bench chain

@@ -91,7 +91,18 @@ def _parser() -> argparse.ArgumentParser:
         "e.g. data.real_fraction,strategy.name; printed, and drawn into --plots DIR",
     )
     report.add_argument("--metric", help="the metric of --heatmap, e.g. w2")
+    bench = commands.add_parser(
+        "bench",
+        help="measure our training, sampling, chain and data paths against plain PyTorch",
+        description="Runs benchmarks/<what>.py of this checkout; any further arguments go to it "
+        "(--tiny: a seconds-long CPU run; --help: its options).",
+    )
+    bench.add_argument("what", choices=BENCHMARKS)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...")
     return parser
+
+
+BENCHMARKS = ("train", "sample", "chain", "data")
 
 
 def _override_arguments(parser: argparse.ArgumentParser, what: str, example: str) -> None:
@@ -147,6 +158,21 @@ def _dispatch(args: argparse.Namespace) -> None:
         _report(args)
     elif args.command == "prepare":
         _prepare(args)
+    elif args.command == "bench":
+        _bench(args.what, args.bench_args)
+
+
+def _bench(what: str, bench_args: list[str]) -> None:
+    """Benchmarks live in the checkout's benchmarks/ (they are measurements, not the package)."""
+    import runpy
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    script = folder / f"{what}.py"
+    if not script.is_file():
+        raise UserError(f"collapse bench needs a checkout of collapse: {script} not found")
+    sys.argv = [str(script), *bench_args]
+    sys.path.insert(0, str(folder))
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def _run_chain(config, quiet: bool) -> None:

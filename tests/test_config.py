@@ -19,6 +19,8 @@ REPO_CONFIGS = [
     "rf_mog8_reflow",
     "rf_digits",
     "rf_cifar10",
+    "mad_ddpm_digits",
+    "mad_sd_finetune",
 ]
 
 

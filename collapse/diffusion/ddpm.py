@@ -74,7 +74,7 @@ def denoise_from(
     x = scheduler.add_noise(x, noise, torch.full((len(x),), int(timesteps[0]), device=x.device))
     for t in timesteps:
         time = torch.full((len(x),), float(t) / TIMESTEP_SCALE, device=x.device, dtype=x.dtype)
-        x = scheduler.step(net(x, time), t, x, eta=0.0).prev_sample
+        x = scheduler.step(net(x, time).float(), t, x, eta=0.0).prev_sample
     return x
 
 
@@ -95,7 +95,7 @@ def sample(
     x = noise[:, :dim].reshape(n, *shape)
     for i, k in enumerate(scheduler.timesteps):
         t = torch.full((n,), float(k) / TIMESTEP_SCALE, device=noise.device, dtype=x.dtype)
-        eps = net(x, t)
+        eps = net(x, t).float()
         step_noise = None
         if eta > 0:
             step_noise = noise[:, dim * (i + 1) : dim * (i + 2)].reshape(n, *shape)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,10 +69,17 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
                 torch.load(os.path.join(directory, STATE_FILE), map_location=device)
             )
 
-    rank = ray_train.get_context().get_world_rank()
+    context = ray_train.get_context()
+    rank, global_batch = context.get_world_rank(), cfg["batch_size"] * context.get_world_size()
+    first: dict[str, float] = {}  # the first checkpoint's (step, time): steady rate from there
 
     def save(state: TrainState, loss: float) -> None:
+        now = time.perf_counter()
         metrics = {"step": state.step, "loss": loss, "resumed_from": start}
+        if first and state.step > first["step"]:
+            metrics["rows_per_s"] = (state.step - first["step"]) * global_batch / (now - first["t"])
+        else:
+            first.update(step=state.step, t=now)
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
@@ -130,7 +138,8 @@ def train_generation(
     online: dict[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Train (or finish training) `generation`: the EMA weights as numpy arrays, and the last
-    report (`step`, `loss`, `resumed_from`: the step this attempt started at)."""
+    report (`step`, `loss`, `resumed_from`: the step this attempt started at; `rows_per_s`:
+    the steady training rate from the first checkpoint on, where there were two or more)."""
     t = config.train
     settings = TrainSettings(
         steps=t.steps,
@@ -175,7 +184,8 @@ def train_generation(
         with result.checkpoint.as_directory() as directory:
             state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
         ema = _numpy(state["ema"])
-    report = {k: float(result.metrics[k]) for k in ("step", "loss", "resumed_from")}
+    kept = ("step", "loss", "resumed_from", "rows_per_s")
+    report = {k: float(result.metrics[k]) for k in kept if k in result.metrics}
     return ema, report
 
 

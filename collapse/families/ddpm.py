@@ -65,9 +65,10 @@ def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     spec, device = _spec(params), trained.device()
     z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device)
     shape = trained.space(params).model_shape
-    x = ddpm.sample(
-        _net(params, device), spec["schedule"], z, shape, spec["steps"], spec["sampler"]
-    )
+    with trained.inference(device):
+        x = ddpm.sample(
+            _net(params, device), spec["schedule"], z, shape, spec["steps"], spec["sampler"]
+        )
     return trained.data_rows(params, x)
 
 
@@ -77,7 +78,9 @@ def sdedit(
     """SDEdit: noise HWC-flat rows to `level` of the schedule and DDIM them back."""
     spec, device = _spec(params), trained.device()
     x0, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
-    out = ddpm.denoise_from(_net(params, device), spec["schedule"], x0, z, level, spec["steps"])
+    with trained.inference(device):
+        net = _net(params, device)
+        out = ddpm.denoise_from(net, spec["schedule"], x0, z, level, spec["steps"])
     return trained.data_rows(params, out)
 
 

@@ -47,7 +47,9 @@ def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
     device = trained.device()
     z = trained.model_noise(params, noise, device)
-    return trained.data_rows(params, euler_forward(_net(params, device), z, _spec(params)["steps"]))
+    with trained.inference(device):
+        x = euler_forward(_net(params, device), z, _spec(params)["steps"])
+    return trained.data_rows(params, x)
 
 
 def reverse(
@@ -62,7 +64,8 @@ def reverse(
         sampler = euler_reverse
     else:
         sampler = reverse_sde(sde_sigma, torch.Generator(device=device).manual_seed(seed))
-    z = sampler(_net(params, device), x1, steps)
+    with trained.inference(device):
+        z = sampler(_net(params, device), x1, steps)
     return z.reshape(len(z), -1).float().cpu().numpy()
 
 
@@ -75,7 +78,7 @@ def sdedit(
     x1, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
     start = 1.0 - level
     steps = max(1, round(level * _spec(params)["steps"]))
-    with torch.no_grad():
+    with trained.inference(device):
         out = euler_forward(_net(params, device), (1 - start) * z + start * x1, steps, start=start)
     return trained.data_rows(params, out)
 

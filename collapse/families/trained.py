@@ -8,6 +8,8 @@ the model from the stored `.npz` alone; a process builds it once per parameter s
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,14 @@ def space(params: dict[str, np.ndarray]) -> DataSpace:
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def inference(on: torch.device) -> Iterator[None]:
+    """Sampling under the training loop's flags: bf16 autocast on a GPU (the sampler's state
+    between steps stays fp32), no autograd."""
+    with torch.no_grad(), torch.autocast(on.type, torch.bfloat16, enabled=on.type == "cuda"):
+        yield
 
 
 def model_input(params: dict[str, np.ndarray], rows: np.ndarray, on: torch.device) -> torch.Tensor:
@@ -72,5 +82,8 @@ def net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
             {k: torch.from_numpy(np.array(v)) for k, v in weights(params).items()}
         )
         _NETS.clear()
-        _NETS[id(params)] = cached = (params, model.to(device).eval())
+        model = model.to(device).eval()
+        if device.type == "cuda" and described["kind"] == "image":
+            model = model.to(memory_format=torch.channels_last)
+        _NETS[id(params)] = cached = (params, model)
     return cached[1]

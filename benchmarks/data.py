@@ -1,6 +1,8 @@
-"""Feed rate of a generation's training set into Ray Train, against a plain PyTorch DataLoader.
+"""`collapse bench data`: the feed of a generation's training set into Ray Train, against a
+plain PyTorch DataLoader over the same shards.
 
-    python benchmarks/data_feed.py [--rows 20000] [--batch-size 256] [--epochs 8]
+    collapse bench data [--rows 20000] [--batch-size 256] [--epochs 8]
+    collapse bench data --tiny         # seconds: what CI runs
 
 Prints figures; it is a measurement, not a test. Users pay for GPU hours, so the data plane
 must never be what a training step waits on: the feed has to deliver model inputs at least as
@@ -34,36 +36,16 @@ keep the rest. The figure here is therefore a floor for the Ray path, not its cl
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import tempfile
 import time
 from typing import Any
 
 import numpy as np
+from common import MIB, parser, start_ray, write_images
 
 GOAL = 1.0  # Ray Data rows/s over DataLoader rows/s
 SHAPE = (32, 32, 3)
-MIB = 2**20
-
-
-def write_images(root: str, rows: int, rows_per_shard: int) -> dict[str, Any]:
-    """A prepared dataset of `rows` random uint8 images; returns its index."""
-    from collapse.data.dataset import write_dataset
-    from collapse.data.shards import images_to_table
-    from collapse.storage import Storage
-
-    rng = np.random.default_rng(0)
-
-    def tables():
-        for first in range(0, rows, rows_per_shard):
-            n = min(rows_per_shard, rows - first)
-            images = rng.integers(0, 256, size=(n, *SHAPE), dtype=np.uint8)
-            yield images_to_table(images, "real", None, first_id=first)
-
-    return write_dataset(
-        Storage(root), tables(), source="bench", split="train", rows_per_shard=rows_per_shard
-    )
 
 
 # Ray Data path --------------------------------------------------------------------------------
@@ -108,7 +90,6 @@ def _ray_loop(config: dict[str, Any]) -> None:
 
 
 def ray_feed(root: str, index: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -119,31 +100,25 @@ def ray_feed(root: str, index: dict[str, Any], args: argparse.Namespace) -> dict
 
     # Worker logs (Ray Data plans, Train reports) would bury the figures; errors still reach
     # the driver through trainer.fit().
-    ray.init(
-        num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False  # they would bury the figures
-    try:
-        n = index["rows"]
-        plan = plan_mix("fully_synthetic", 0, n, 0.0, n, [])
-        space = DataSpace.of_index(index)
-        ds = training_dataset(plan, (Storage(root), index["shards"]), {}, space, seed=0)
-        with tempfile.TemporaryDirectory() as train_dir:
-            trainer = TorchTrainer(
-                _ray_loop,
-                train_loop_config={"batch_size": args.batch_size, "epochs": args.epochs},
-                # Half a CPU each leaves one of the two CPUs to Ray Data's reads.
-                scaling_config=ScalingConfig(
-                    num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.5}
-                ),
-                datasets={"train": ds},
-                run_config=RunConfig(storage_path=train_dir, name="data-feed"),
-            )
-            started = time.perf_counter()
-            workers = trainer.fit().metrics["workers"]
-            fit = time.perf_counter() - started
-    finally:
-        ray.shutdown()
+    start_ray()
+    n = index["rows"]
+    plan = plan_mix("fully_synthetic", 0, n, 0.0, n, [])
+    space = DataSpace.of_index(index)
+    ds = training_dataset(plan, (Storage(root), index["shards"]), {}, space, seed=0)
+    with tempfile.TemporaryDirectory() as train_dir:
+        trainer = TorchTrainer(
+            _ray_loop,
+            train_loop_config={"batch_size": args.batch_size, "epochs": args.epochs},
+            # Half a CPU each leaves one of the two CPUs to Ray Data's reads.
+            scaling_config=ScalingConfig(
+                num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.5}
+            ),
+            datasets={"train": ds},
+            run_config=RunConfig(storage_path=train_dir, name="data-feed"),
+        )
+        started = time.perf_counter()
+        workers = trainer.fit().metrics["workers"]
+        fit = time.perf_counter() - started
     end = max(w["end"] for w in workers)
     return {
         "rows": sum(w["rows"] for w in workers),
@@ -265,16 +240,19 @@ def show(name: str, result: dict[str, float], parquet_bytes: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--rows-per-shard", type=int, default=2_500)
-    args = parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--rows", type=int, default=None)
+    cli.add_argument("--batch-size", type=int, default=256)
+    cli.add_argument("--epochs", type=int, default=None)
+    cli.add_argument("--rows-per-shard", type=int, default=None)
+    args = cli.parse_args()
+    args.rows = args.rows or (2_000 if args.tiny else 20_000)
+    args.epochs = args.epochs or (2 if args.tiny else 8)
+    args.rows_per_shard = args.rows_per_shard or args.rows // 8
 
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "images")
-        index = write_images(root, args.rows, args.rows_per_shard)
+        index = write_images(root, args.rows, SHAPE, args.rows_per_shard)
         on_disk = sum(s["bytes"] for s in index["shards"])
         expected = args.rows * args.epochs
         print(

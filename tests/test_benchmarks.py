@@ -1,0 +1,32 @@
+"""Every benchmark runs at toy size on the CPU (what `collapse bench X --tiny` does), on the
+suite's Ray cluster: CI exercises the code of each measurement. No figure is asserted, only
+that each line a reader needs is printed with a number in it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from collapse.cli import main
+
+EXPECTED = {
+    "train": ["plain PyTorch loop", "ours: Ray Train + Ray Data (steady)", "ratio ours / plain"],
+    "sample": ["plain PyTorch loop", "ours: Ray Data actor pool + shards", "ratio ours / plain"],
+    "chain": ["per generation (plan, fit, sample, commit)", "generation 1: wall", "share of a"],
+    "data": ["PyTorch DataLoader", "Ray Data -> TorchTrainer", "ratio Ray Data / DataLoader"],
+}
+
+
+@pytest.mark.parametrize("what", list(EXPECTED))
+def test_each_benchmark_runs_tiny_on_cpu_and_prints_its_figures(ray_cluster, capsys, what):
+    assert main(["bench", what, "--tiny"]) == 0
+    out = capsys.readouterr().out
+    for label in EXPECTED[what]:
+        (found,) = [line for line in out.splitlines() if label in line]
+        assert re.search(r"\d", found.split(label, 1)[1]), found
+
+
+def test_an_unknown_benchmark_is_refused(capsys):
+    assert main(["bench", "everything"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
