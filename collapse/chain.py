@@ -41,6 +41,7 @@ from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
 from collapse.families import get_family
+from collapse.lease import RunLease
 from collapse.metrics import features
 from collapse.metrics.inception import weights_location
 from collapse.sampling import grid_size, keeps_noise, sample_grid, sample_locally
@@ -445,11 +446,12 @@ def _npz(params: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def open_run(config: RunConfig) -> tuple[RunStore, int]:
+def open_run(config: RunConfig, lease: RunLease | None = None) -> tuple[RunStore, int]:
     """Create the run, or check that the stored one is this config; return the next generation.
 
     The real data is prepared here, in the driver, so a source that cannot be had (offline
-    torchvision, a missing folder) is reported before any worker starts.
+    torchvision, a missing folder) is reported before any worker starts. `lease` is taken
+    after every check that needs no writing and before the first write.
     """
     store = RunStore.for_config(config.storage, config.name)
     store.storage.check_reachable()
@@ -473,6 +475,8 @@ def open_run(config: RunConfig) -> tuple[RunStore, int]:
 
         check_available(config.model.pretrained)
     _check_inception_weights(config, config.eval.features)
+    if lease is not None:
+        lease.acquire()
     where = real.ensure(config, store)
     if config.eval.features == "auto":  # a parquet dataset: its index says vectors or images
         space = DataSpace.of_index(open_dataset(where.pool_uri).index)
@@ -520,13 +524,17 @@ def run_chain(
     """Run (or resume) a chain to `config.generations` on the Ray cluster."""
     from collapse.distributed.chain import remote_worker
 
-    store, start = open_run(config)
-    outcome = ChainOutcome(store.uri, start, [])
-    if start >= config.generations:
+    lease = RunLease(RunStore.for_config(config.storage, config.name).storage)
+    try:
+        store, start = open_run(config, lease)
+        outcome = ChainOutcome(store.uri, start, [])
+        if start >= config.generations:
+            return outcome
+        on_start(store, start)
+        with remote_worker(config) as worker:
+            for record in worker.run_generations(start, config.generations):
+                outcome.records.append(record)
+                on_generation(record)
         return outcome
-    on_start(store, start)
-    with remote_worker(config) as worker:
-        for record in worker.run_generations(start, config.generations):
-            outcome.records.append(record)
-            on_generation(record)
-    return outcome
+    finally:
+        lease.release()

@@ -27,6 +27,7 @@ from ray.train.torch import TorchTrainer, get_device, prepare_model
 from collapse.config import RunConfig as ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
+from collapse.errors import UserError
 from collapse.flow.online import online_pairs
 from collapse.flow.training import TrainSettings, TrainState, load_trainable, train
 from collapse.storage import Storage
@@ -177,7 +178,13 @@ def train_generation(
             failure_config=FailureConfig(max_failures=t.max_failures),
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        diverged = _diverged(err)
+        if diverged is None:
+            raise
+        raise UserError(f"generation {generation}: {diverged}") from None
     if t.workers == 0:  # local mode: no storage, the loop's return value is the result
         ema = result.return_value["ema"]
     else:
@@ -187,6 +194,17 @@ def train_generation(
     kept = ("step", "loss", "resumed_from", "rows_per_s")
     report = {k: float(result.metrics[k]) for k in kept if k in result.metrics}
     return ema, report
+
+
+def _diverged(err: BaseException) -> str | None:
+    """The message of a `Diverged` raised in a training worker, however Ray Train wrapped it."""
+    seen: BaseException | None = err
+    while seen is not None:
+        for line in str(seen).splitlines():
+            if "training diverged:" in line:
+                return line[line.index("training diverged:") :].strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _numpy(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ EMA of the weights, which is what gets sampled.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 import torch
 
 from collapse.flow.interpolant import flow_matching_loss, sample_time
+
+
+class Diverged(ArithmeticError):
+    """The loss became NaN or infinite: retrying the same steps would diverge again."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +204,14 @@ def train(
         count += 1
         state.step += 1
         if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
-            checkpoint(state, float(running / count))  # the loop's one host sync
+            loss_value = float(running / count)  # the loop's one host sync
+            if not math.isfinite(loss_value):
+                raise Diverged(
+                    f"training diverged: the mean loss of steps {state.step - count + 1}-"
+                    f"{state.step} is {loss_value}; lower train.lr or check the data "
+                    "(earlier generations are kept)"
+                )
+            checkpoint(state, loss_value)
             running.zero_()
             count = 0
     return state

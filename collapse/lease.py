@@ -1,0 +1,117 @@
+"""One driver per run: a lease file with an owner and a heartbeat.
+
+Two drivers on one run would interleave generations and commits. The first driver writes
+`<run>/lease.json` and refreshes its heartbeat from a thread while it runs. A second driver
+refuses with one line naming the owner. It takes the lease over only when the lease is
+stale: the heartbeat is older than `stale_after`, or the owner is a process on this host that
+no longer exists (a driver killed with SIGKILL is seen at once). Runs with other names have
+their own directories and leases, so they never meet.
+
+Object storage has no compare-and-swap that pyarrow exposes. A taker therefore writes its
+token and reads it back: two drivers starting in the same instant can both pass. The lease
+protects against a second driver, started by a person or a scheduler, on a run that is
+already going; it is not a distributed lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from collapse.errors import UserError
+from collapse.storage import Storage
+
+LEASE = "lease.json"
+STALE_AFTER_S = 60.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+class RunLease:
+    """`with RunLease(run_storage):` holds the run for the block."""
+
+    def __init__(self, storage: Storage, stale_after: float = STALE_AFTER_S):
+        self.storage = storage
+        self.stale_after = stale_after
+        self.token = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> dict[str, Any] | None:
+        text = self.storage.read_text(LEASE)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None  # a torn write of a dead owner: stale
+
+    def _write(self) -> None:
+        record = {"owner": self.owner, "token": self.token, "heartbeat": time.time()}
+        self.storage.write_bytes(LEASE, json.dumps(record).encode(), atomic=True)
+
+    def holder(self) -> dict[str, Any] | None:
+        """The lease of another live driver, or None when this driver may take it."""
+        current = self._read()
+        if current is None or current.get("token") == self.token:
+            return None
+        age = time.time() - float(current.get("heartbeat", 0))
+        if age > self.stale_after:
+            return None
+        host, _, pid = str(current.get("owner", "")).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            return None
+        return {**current, "age": age}
+
+    def acquire(self) -> None:
+        held = self.holder()
+        if held is not None:
+            raise UserError(
+                f"run {self.storage.uri} is in use by {held['owner']} (heartbeat "
+                f"{held['age']:.0f} s ago); wait for it, or stop it: the lease is taken over "
+                f"once that driver is gone or its heartbeat is {self.stale_after:.0f} s old"
+            )
+        self._write()
+        if (self._read() or {}).get("token") != self.token:
+            raise UserError(f"run {self.storage.uri}: another driver took it at the same moment")
+        self._thread = threading.Thread(target=self._beat, name="collapse-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.stale_after / 4):
+            try:
+                self._write()
+            except Exception:  # a storage hiccup: the next beat retries; stale only after many
+                continue
+
+    def release(self) -> None:
+        """Give the lease back (nothing if it was never taken)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if (self._read() or {}).get("token") == self.token:
+            self.storage.delete(LEASE)
+            if not self.storage.list_dir(""):  # a run that failed before its first write
+                self.storage.delete_dir("")
+
+    def __enter__(self) -> RunLease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
