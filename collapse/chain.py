@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from collapse import latents, plots
+from collapse import integrity, latents, plots
 from collapse.config import (
     ONLINE,
     REAL_PAIRING,
@@ -58,8 +59,9 @@ def stream(seed: int, purpose: str, generation: int = 0) -> np.random.Generator:
 class ChainWorker:
     """Runs generations of one chain against its run storage."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, lease_token: str | None = None):
         self.config = config
+        self._lease_token = lease_token  # the driver's: commits stop if another took the run
         self.store = RunStore.for_config(config.storage, config.name)
         self.family = get_family(config.model.family)
         self._where = real.locate(config, self.store)
@@ -159,6 +161,8 @@ class ChainWorker:
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if self._lease_token is not None:
+            RunLease.check(store.storage, self._lease_token)
         store.commit(record)
         self._remember(generation, trained_on)
         return record
@@ -477,6 +481,9 @@ def open_run(config: RunConfig, lease: RunLease | None = None) -> tuple[RunStore
     _check_inception_weights(config, config.eval.features)
     if lease is not None:
         lease.acquire()
+    if stored is not None:
+        for line in integrity.repair(store):
+            print(f"collapse: {line}", file=sys.stderr)
     where = real.ensure(config, store)
     if config.eval.features == "auto":  # a parquet dataset: its index says vectors or images
         space = DataSpace.of_index(open_dataset(where.pool_uri).index)
@@ -531,7 +538,7 @@ def run_chain(
         if start >= config.generations:
             return outcome
         on_start(store, start)
-        with remote_worker(config) as worker:
+        with remote_worker(config, lease_token=lease.token) as worker:
             for record in worker.run_generations(start, config.generations):
                 outcome.records.append(record)
                 on_generation(record)

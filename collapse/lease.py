@@ -91,6 +91,16 @@ class RunLease:
         self._thread = threading.Thread(target=self._beat, name="collapse-lease", daemon=True)
         self._thread.start()
 
+    @staticmethod
+    def check(storage: Storage, token: str) -> None:
+        """Refuse to go on (a commit, say) when the run's lease is no longer `token`'s: a
+        driver killed without a chance to stop its workers must not commit after its
+        successor took over."""
+        text = storage.read_text(LEASE)
+        current = json.loads(text).get("token") if text else None
+        if current != token:
+            raise UserError(f"run {storage.uri} was taken over by another driver; stopping")
+
     def _beat(self) -> None:
         while not self._stop.wait(self.stale_after / 4):
             try:

@@ -234,6 +234,23 @@ class RunStore:
         generations.append(record)
         self._encoded = encoded
 
+    def truncate(self, generations: int) -> None:
+        """Keep only the first `generations` committed generations; the files of the later ones
+        (and their latent caches) go, all but the Ray Train checkpoints of the first dropped
+        one, which trained on kept inputs."""
+        kept = self.committed()[:generations]
+        text = f'{{"format": {MANIFEST_FORMAT}, "generations": [\n'
+        text += ",\n".join(_encode(g) for g in kept) + "\n]}\n"
+        self.storage.write_bytes(MANIFEST, text.encode("utf-8"), atomic=True)
+        self.manifest(refresh=True)
+        for name in self.storage.list_dir(""):
+            if name.startswith("gen-") and int(name[4:]) > generations:
+                self.storage.delete_dir(name)
+        self.clear_generation(generations)
+        for name in self.storage.list_dir("latents"):
+            if name.startswith("gen-") and int(name[4:]) >= generations:
+                self.storage.delete_dir(f"latents/{name}")
+
     # generations ----------------------------------------------------------------------------
     def write_artifact(
         self, generation: int, rel: str, data: bytes, rows: int | None = None

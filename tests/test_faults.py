@@ -22,6 +22,7 @@ from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.config import apply_overrides, load_config, validate
 from collapse.errors import UserError
+from collapse.integrity import artifacts as integrity_artifacts
 from collapse.lease import LEASE, RunLease
 from collapse.storage import RunStore, Storage
 from tests.helpers import make_config
@@ -247,3 +248,167 @@ def test_bad_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, 
     assert code == 2 and err.startswith("collapse: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert not runs.exists()
+
+
+# --- corrupted artifacts --------------------------------------------------------------------
+def same(records: list[dict], others: list[dict]) -> bool:
+    """Equal but for when they ran and how long it took."""
+    clock = ("timings", "committed_at")
+    strip = [{k: v for k, v in r.items() if k not in clock} for r in records + others]
+    return strip[: len(records)] == strip[len(records) :]
+
+
+def test_a_broken_artifact_is_found_at_resume_and_its_generation_recomputed(tmp_path, capsys):
+    from tests.helpers import run_in_process
+
+    config = make_config(str(tmp_path), generations=3, model={"family": "kde"})
+    original = run_in_process(config)
+    run = tmp_path / "t"
+    gen0 = {p: p.read_bytes() for p in (run / "gen-0000").rglob("*") if p.is_file()}
+
+    shard = run / original[1]["samples"][0]["path"]
+    shard.write_bytes(shard.read_bytes()[:-20])  # truncated
+    assert same(run_in_process(config), original[1:])  # recomputed, the same bytes again
+    err = capsys.readouterr().err
+    assert f"{shard} is truncated" in err and "generation 1 is recomputed" in err
+
+    model = run / original[2]["model"][0]["path"]
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    model.write_bytes(bytes(data))
+    assert same(run_in_process(config), original[2:])
+    assert f"{model} does not match its committed checksum" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (run / "gen-0000").rglob("*") if p.is_file()} == gen0
+
+
+def test_a_deleted_checkpoint_is_found_at_resume_and_training_restarts(
+    ray_cluster, tmp_path, capsys
+):
+    config = make_config(
+        str(tmp_path),
+        generations=1,
+        model={"family": "rectified_flow", "net": {"hidden": 16, "depth": 2}},
+        train={
+            "workers": 1,
+            "cpus_per_worker": 0.5,
+            "steps": 10,
+            "batch_size": 32,
+            "checkpoint_every": 5,
+        },
+        sample={"steps": 2},
+    )
+    first = run_chain(config).records
+    store = RunStore(str(tmp_path / "t"))
+    store.truncate(0)  # generation 0 is in flight again, with its checkpoints
+    snapshot = tmp_path / "t" / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
+    latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
+    checkpoint = snapshot.parent / latest
+    (checkpoint / "state.pt").unlink()
+    (record,) = run_chain(config).records
+    err = capsys.readouterr().err
+    assert f"checkpoint {checkpoint} is missing" in err
+    assert "generation 0 trains again from step 0" in err
+    assert record["generation"] == 0 and record["train"]["resumed_from"] == 0
+    assert record["train"]["step"] == first[0]["train"]["step"]
+
+
+# --- a training worker dies ---------------------------------------------------------------
+def test_a_killed_train_worker_resumes_from_its_last_checkpoint(ray_cluster, tmp_path):
+    import threading
+
+    import psutil
+
+    config = make_config(
+        str(tmp_path),
+        generations=1,
+        model={"family": "rectified_flow", "net": {"hidden": 32, "depth": 2}},
+        train={
+            "workers": 2,
+            "cpus_per_worker": 0.5,
+            "steps": 200,
+            "batch_size": 32,
+            "checkpoint_every": 20,
+            "max_failures": 2,
+        },
+        sample={"steps": 2},
+    )
+    snapshot = tmp_path / "t" / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.time() + 300
+        while not snapshot.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        # Ray names a worker process after its actor ("ray::RayTrainWorker...")
+        workers = [
+            p
+            for p in psutil.process_iter(["pid", "cmdline"])
+            if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+        ]
+        if workers:
+            workers[0].kill()  # SIGKILL
+            killed.append(workers[0].pid)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    (record,) = run_chain(config).records
+    killer.join()
+    assert killed, "no Ray Train worker was found to kill"
+    assert record["train"]["step"] == 200
+    assert 0 < record["train"]["resumed_from"] < 200  # continued from a checkpoint
+
+
+# --- the driver dies ------------------------------------------------------------------------
+PHASES = ("train", "sample", "evaluate", "commit")
+
+
+def _phase_reached(run: Path, generation: int, phase: str) -> bool:
+    """What a run directory shows of a generation's progress."""
+    folder = run / f"gen-{generation:04d}"
+    if phase == "train":
+        committed = RunStore(str(run)).committed() if (run / "manifest.json").exists() else []
+        return (run / LEASE).exists() and len(committed) >= generation
+    marker = {"sample": "model/params.npz", "evaluate": "samples", "commit": "metrics.json"}
+    return (folder / marker[phase]).exists()
+
+
+def test_the_driver_killed_at_ten_seeded_points_loses_and_duplicates_nothing(cli_env, tmp_path):
+    rng = np.random.default_rng(11)
+    points = sorted(
+        rng.choice(5 * len(PHASES), size=10, replace=False).tolist()
+    )  # (generation, phase) in the order a chain reaches them
+    runs = tmp_path / "runs"
+    config = slow_chain(tmp_path, "killed")
+    command = [COLLAPSE, "run", str(config), "--storage", str(runs), "--quiet"]
+    run = runs / "killed"
+    hit = []
+    for point in points:
+        generation, phase = divmod(point, len(PHASES))
+        driver = subprocess.Popen(
+            command, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.time() + 120
+        while driver.poll() is None and time.time() < deadline:
+            if _phase_reached(run, generation, PHASES[phase]):
+                time.sleep(float(rng.uniform(0, 0.2)))
+                driver.send_signal(signal.SIGKILL)
+                hit.append((generation, PHASES[phase]))
+                break
+            time.sleep(0.005)
+        driver.wait()
+    assert len(hit) >= 8, hit  # a point may be passed before the driver looks (then it finished)
+    assert {p for _, p in hit} == set(PHASES)
+    finished = subprocess.run(command, env=cli_env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+
+    store = RunStore(str(run))
+    records = store.committed()
+    assert [r["generation"] for r in records] == list(range(5))  # each once, in order
+    for record in records:
+        for artifact in integrity_artifacts(record):
+            store.read_artifact(artifact)  # whole, as committed
+    reference = slow_chain(tmp_path, "uninterrupted")
+    assert main(["run", str(reference), "--storage", str(runs), "--quiet"]) == 0
+    expected = RunStore(str(runs / "uninterrupted")).committed()
+    assert [r["metrics"] for r in records] == [r["metrics"] for r in expected]
+    assert [r["samples"] for r in records] == [r["samples"] for r in expected]

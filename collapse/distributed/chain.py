@@ -28,9 +28,9 @@ class RayChainWorker(ChainWorker):
     """The chain's worker as it runs on the cluster: in its own actor (`remote_worker`) or in
     a Tune trial's process (`collapse.distributed.tune`)."""
 
-    def __init__(self, config: RunConfig, settings: dict[str, str]):
+    def __init__(self, config: RunConfig, settings: dict[str, str], lease_token: str | None = None):
         use_storage_settings(settings)
-        super().__init__(config)
+        super().__init__(config, lease_token)
         self._settings = settings
 
     def _evaluate(self, samples: np.ndarray) -> dict[str, Any]:
@@ -72,9 +72,11 @@ class RemoteWorker:
 
 
 @contextmanager
-def remote_worker(config: RunConfig, **actor_options: Any) -> Iterator[RemoteWorker]:
+def remote_worker(
+    config: RunConfig, lease_token: str | None = None, **actor_options: Any
+) -> Iterator[RemoteWorker]:
     """The chain's actor for the duration of the block; `actor_options` override its
-    resources and placement."""
+    resources and placement; `lease_token`: the driver's lease, checked before each commit."""
     ensure_ray()
     # With a sampling pool or Ray Train workers the chain's actor only orchestrates: its CPU
     # goes to them.
@@ -82,7 +84,8 @@ def remote_worker(config: RunConfig, **actor_options: Any) -> Iterator[RemoteWor
     pools = config.sample.workers or config.strategy.knn_workers
     cpus = 0 if pools or trains else 1
     options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0, **actor_options}
-    actor = ray.remote(RayChainWorker).options(**options).remote(config, storage_settings())
+    worker = ray.remote(RayChainWorker).options(**options)
+    actor = worker.remote(config, storage_settings(), lease_token)
     try:
         yield RemoteWorker(actor)
     finally:

@@ -10,6 +10,7 @@ never trains again. Workers stream the generation's planned rows from Ray Data
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import tempfile
@@ -30,9 +31,9 @@ from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.errors import UserError
 from collapse.flow.online import online_pairs
 from collapse.flow.training import TrainSettings, TrainState, load_trainable, train
+from collapse.integrity import STATE_FILE, STATE_SHA
 from collapse.storage import Storage
 
-STATE_FILE = "state.pt"
 MODEL_INPUTS = ("x", "noise", "paired", "input_ids")  # input_ids: a caption's tokens
 
 
@@ -84,7 +85,12 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as directory:
             saved = None
             if rank == 0:
-                torch.save(state.state_dict(), os.path.join(directory, STATE_FILE))
+                path = os.path.join(directory, STATE_FILE)
+                torch.save(state.state_dict(), path)
+                with open(path, "rb") as f:  # checked on resume (collapse.integrity)
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                with open(os.path.join(directory, STATE_SHA), "w") as f:
+                    f.write(digest)
                 saved = Checkpoint.from_directory(directory)
             ray_train.report(metrics, checkpoint=saved)
 

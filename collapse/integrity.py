@@ -1,0 +1,106 @@
+"""What a resumed run checks before it trusts its storage, and how it repairs what is broken.
+
+A committed generation is trusted through the checksums in the manifest: on resume every
+artifact of every committed generation must exist with its committed size, and those of the
+latest generation (what the next one reads) must match their sha256. The first generation
+that fails is recomputed, and so is every generation after it, since they were built on it.
+The generations before it are left as they are. Generations are a function of the seed, so a
+recomputed one comes back with the same bytes.
+
+The checkpoints of the generation in flight are checked too. Its latest checkpoint's
+`state.pt` must match the `state.sha256` written beside it. If a checkpoint is missing or
+broken, its training starts again from step 0, since Ray Train would otherwise fail on it at
+every retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from collapse.storage import TRAIN_DIR, RunStore, generation_dir
+
+CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's list of checkpoints
+STATE_FILE, STATE_SHA = "state.pt", "state.sha256"
+
+
+def artifacts(record: Any) -> Iterator[dict[str, Any]]:
+    """Every artifact a generation's record names, wherever in the record it is."""
+    if isinstance(record, dict):
+        if isinstance(record.get("path"), str) and "sha256" in record:
+            yield record
+            return
+        for value in record.values():
+            yield from artifacts(value)
+    elif isinstance(record, list):
+        for value in record:
+            yield from artifacts(value)
+
+
+def _problem(store: RunStore, artifact: dict[str, Any], checksum: bool) -> str | None:
+    storage, path = store.storage, artifact["path"]
+    info = storage.fs.get_file_info(storage.path(path))
+    uri = storage.uri_of(path)
+    if info.size is None:
+        return f"{uri} is missing"
+    if "bytes" in artifact and info.size != artifact["bytes"]:
+        return f"{uri} is truncated ({info.size} of {artifact['bytes']} bytes)"
+    if checksum and hashlib.sha256(storage.read_bytes(path)).hexdigest() != artifact["sha256"]:
+        return f"{uri} does not match its committed checksum"
+    return None
+
+
+def first_broken(store: RunStore) -> tuple[int, str] | None:
+    """(generation, what is wrong) for the first committed generation with a broken artifact."""
+    committed = store.committed()
+    for record in committed:
+        latest = record["generation"] == len(committed) - 1
+        for artifact in artifacts({k: v for k, v in record.items() if k != "mix"}):
+            problem = _problem(store, artifact, checksum=latest)
+            if problem is not None:
+                return record["generation"], problem
+    return None
+
+
+def broken_checkpoint(store: RunStore, generation: int) -> str | None:
+    """What is wrong with the in-flight generation's latest checkpoint, or None."""
+    folder = f"{generation_dir(generation)}/{TRAIN_DIR}"
+    text = store.storage.read_text(f"{folder}/{CHECKPOINT_SNAPSHOT}")
+    if text is None:
+        return None
+    try:
+        latest = json.loads(text)["latest_checkpoint_result"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return f"{store.storage.uri_of(folder)}/{CHECKPOINT_SNAPSHOT} is corrupt"
+    if not latest:
+        return None
+    where = f"{folder}/{latest['checkpoint_dir_name']}"
+    expected = store.storage.read_text(f"{where}/{STATE_SHA}")
+    if not store.storage.exists(f"{where}/{STATE_FILE}") or expected is None:
+        return f"checkpoint {store.storage.uri_of(where)} is missing"
+    data = store.storage.read_bytes(f"{where}/{STATE_FILE}")
+    if hashlib.sha256(data).hexdigest() != expected.strip():
+        return f"checkpoint {store.storage.uri_of(where)} does not match its checksum"
+    return None
+
+
+def repair(store: RunStore) -> list[str]:
+    """Make the run safe to continue; what was found and done, a line each."""
+    said = []
+    found = first_broken(store)
+    if found is not None:
+        generation, problem = found
+        later = len(store.committed()) - generation
+        store.truncate(generation)
+        said.append(
+            f"{problem}: generation {generation} is recomputed"
+            + (f" (with the {later - 1} after it)" if later > 1 else "")
+        )
+    in_flight = len(store.committed())
+    problem = broken_checkpoint(store, in_flight)
+    if problem is not None:
+        store.storage.delete_dir(f"{generation_dir(in_flight)}/{TRAIN_DIR}")
+        said.append(f"{problem}: generation {in_flight} trains again from step 0")
+    return said
