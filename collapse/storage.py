@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import posixpath
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ TRAIN_DIR = "train"  # a generation's Ray Train run (checkpoints), kept across r
 
 def generation_dir(generation: int) -> str:
     return f"gen-{generation:04d}"
+
+
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # after the SDK's own retries: about 30 s in all
 
 
 def s3_filesystem(bucket_uri: str) -> pafs.S3FileSystem:
@@ -117,12 +122,37 @@ class Storage:
         if info.type == pafs.FileType.NotFound:
             raise UserError(f"storage {self.uri}: bucket {bucket!r} does not exist")
 
+    def _retrying(self, what: str, rel: str, action: Callable[[], Any]) -> Any:
+        """Object storage has outages of seconds to minutes (a restarting endpoint, throttling,
+        a network blip): retry with backoff on top of the SDK's own retries, then stop with
+        one line. A missing file is an answer, not an outage."""
+        for delay in (*RETRY_DELAYS_S, None):
+            try:
+                return action()
+            except FileNotFoundError:
+                raise
+            except OSError as err:
+                if self.local:
+                    raise
+                if delay is None:
+                    raise UserError(
+                        f"storage {self.uri_of(rel)}: {what} failed after "
+                        f"{len(RETRY_DELAYS_S) + 1} attempts ({_first_line(err)}); committed "
+                        "generations are kept, rerun to resume"
+                    ) from None
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+        info = self._retrying("stat", rel, lambda: self.fs.get_file_info(self.path(rel)))
+        return info.type != pafs.FileType.NotFound
 
     def read_bytes(self, rel: str) -> bytes:
-        with self.fs.open_input_stream(self.path(rel)) as f:
-            return f.read()
+        def read() -> bytes:
+            with self.fs.open_input_stream(self.path(rel)) as f:
+                return f.read()
+
+        return self._retrying("read", rel, read)
 
     def read_text(self, rel: str) -> str | None:
         """The file's text, or None when it does not exist."""
@@ -149,8 +179,12 @@ class Storage:
                 f.write(data)
             os.replace(tmp, path)
         else:
-            with self.fs.open_output_stream(path) as f:
-                f.write(data)
+
+            def write() -> None:
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+
+            self._retrying("write", rel, write)
 
     def delete(self, rel: str) -> None:
         """Delete a file or a directory tree."""

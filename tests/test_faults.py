@@ -412,3 +412,84 @@ def test_the_driver_killed_at_ten_seeded_points_loses_and_duplicates_nothing(cli
     expected = RunStore(str(runs / "uninterrupted")).committed()
     assert [r["metrics"] for r in records] == [r["metrics"] for r in expected]
     assert [r["samples"] for r in records] == [r["samples"] for r in expected]
+
+
+# --- the storage goes away --------------------------------------------------------------------
+@pytest.fixture
+def own_s3(monkeypatch):
+    """An S3 server of this test's own, which it may stop and start again (same port, same
+    buckets: moto keeps its state in the process)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    servers = [ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)]
+    servers[0].start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "fault-key-id",
+        "AWS_SECRET_ACCESS_KEY": "fault-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="faults")
+
+    def stop() -> None:
+        servers[-1].stop()
+
+    def start() -> None:
+        servers.append(ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False))
+        servers[-1].start()
+
+    yield stop, start
+    servers[-1].stop()
+
+
+def test_an_s3_outage_is_retried_through_or_fails_clearly_and_resumes(own_s3, monkeypatch):
+    import threading
+
+    import collapse.storage as storage
+    from tests.helpers import run_in_process
+
+    stop, start = own_s3
+    config = make_config("s3://faults/runs", generations=30)
+    store = RunStore("s3://faults/runs/t")
+
+    def outage(seconds: float | None) -> None:
+        """From the first commit on, for `seconds` (None: until the test restarts it)."""
+        deadline = time.time() + 60
+        while not store.storage.exists("manifest.json") and time.time() < deadline:
+            time.sleep(0.02)
+        stop()
+        if seconds is not None:
+            time.sleep(seconds)
+            start()
+
+    # a short outage: the writes wait it out and the chain completes
+    monkeypatch.setattr(storage, "RETRY_DELAYS_S", (0.5, 1.0, 2.0, 4.0))
+    blip = threading.Thread(target=outage, args=(1.5,))
+    blip.start()
+    records = run_in_process(config)
+    blip.join()
+    assert [r["generation"] for r in records] == list(range(30))
+
+    # an outage longer than the retries: one clear line, nothing half committed, then resume
+    config = make_config("s3://faults/runs", generations=30, name="long")
+    store = RunStore("s3://faults/runs/long")
+    monkeypatch.setattr(storage, "RETRY_DELAYS_S", (0.1, 0.2))
+    down = threading.Thread(target=outage, args=(None,))
+    down.start()
+    with pytest.raises(UserError, match=r"failed after 3 attempts.*rerun to resume"):
+        run_in_process(config)
+    down.join()
+    start()
+    kept = RunStore("s3://faults/runs/long").committed()
+    assert 1 <= len(kept) < 30
+    for record in kept:
+        for artifact in integrity_artifacts(record):
+            store.read_artifact(artifact)
+    resumed = run_in_process(config)
+    assert [r["generation"] for r in resumed] == list(range(len(kept), 30))
