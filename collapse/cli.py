@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from collapse.errors import UserError
+from collapse.errors import UserError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _dispatch(_parser().parse_args(argv))
     except UserError as err:
-        print(f"collapse: error: {err}", file=sys.stderr)
+        print(f"collapse: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from collapse.errors import UserError
+from collapse.errors import UserError, one_line
 
 IDEAL_SOURCES = ("toy:gaussian", "toy:mog8")  # sources whose true density is known
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
@@ -475,7 +475,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 def describe_errors(err: ValidationError) -> str:
     """All validation errors on one line: `config error: key: problem; key: problem`."""
     parts = [_describe(e) for e in err.errors(include_url=False)]
-    return "config error: " + "; ".join(dict.fromkeys(parts))
+    return one_line("config error: " + "; ".join(dict.fromkeys(parts)))
 
 
 def _describe(e: dict[str, Any]) -> str:

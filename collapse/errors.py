@@ -7,3 +7,9 @@ class UserError(Exception):
     Raise it where the cause is the user's to fix (a config key, a path, storage that cannot be
     reached); let every other exception propagate, since a traceback is the right report of a bug.
     """
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: characters such as newlines in a user's key or value are
+    shown escaped, as Python would write them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -325,9 +325,9 @@ def test_a_killed_train_worker_resumes_from_its_last_checkpoint(ray_cluster, tmp
         train={
             "workers": 2,
             "cpus_per_worker": 0.5,
-            "steps": 200,
+            "steps": 60,
             "batch_size": 32,
-            "checkpoint_every": 20,
+            "checkpoint_every": 10,
             "max_failures": 2,
         },
         sample={"steps": 2},
@@ -354,8 +354,8 @@ def test_a_killed_train_worker_resumes_from_its_last_checkpoint(ray_cluster, tmp
     (record,) = run_chain(config).records
     killer.join()
     assert killed, "no Ray Train worker was found to kill"
-    assert record["train"]["step"] == 200
-    assert 0 < record["train"]["resumed_from"] < 200  # continued from a checkpoint
+    assert record["train"]["step"] == 60
+    assert 0 < record["train"]["resumed_from"] < 60  # continued from a checkpoint
 
 
 # --- the driver dies ------------------------------------------------------------------------
