@@ -77,6 +77,12 @@ def test_submit_wait_runs_the_chain_on_the_cluster(head, env, tmp_path):
     for path in storage.rglob("*"):
         if path.is_file():
             assert head.token.encode() not in path.read_bytes(), path
+    # nor in any log of the cluster: the job's driver, its workers, Ray's own components
+    logs_dir = Path(head.temp_dir) / "session_latest" / "logs"
+    assert any(logs_dir.rglob("job-driver-*.log"))
+    for path in logs_dir.rglob("*"):
+        if path.is_file():
+            assert head.token.encode() not in path.read_bytes(), path
 
 
 def test_a_long_job_is_stopped(head, env, tmp_path):
