@@ -339,7 +339,7 @@ class RunConfig(Section):
             if strategy.name != "none":
                 raise ValueError(
                     "strategy.name: stable_diffusion chains run without a strategy (none); "
-                    "self-correction of captioned images is not implemented"
+                    "no corrector here keeps an image's caption"
                 )
         if self.sample.n is None:
             self.sample.n = self.data.n_train

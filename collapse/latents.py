@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from collapse.data.shards import from_parquet, to_parquet
+from collapse.data.shards import from_parquet, id_spans, to_parquet
 from collapse.data.space import DataSpace
 from collapse.storage import Storage
 
@@ -89,12 +89,11 @@ def cached(
     index = run.read_text(f"{folder}/{INDEX}")
     if index is not None:
         return json.loads(index)
-    starts = np.cumsum([0] + [s["rows"] for s in shards])
     chosen = [
-        (s, list(s.get("ids", (int(lo), int(hi)))))
-        for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+        (s, [lo, hi])
+        for s, (lo, hi) in zip(shards, id_spans(shards), strict=True)
+        if lo < rows[1] and rows[0] < hi
     ]
-    chosen = [(s, ids) for s, ids in chosen if ids[0] < rows[1] and rows[0] < ids[1]]
     jobs = [(source.uri, s["path"], f"{folder}/part-{ids[0]:09d}.parquet") for s, ids in chosen]
     described = encoder(pretrained, space, jobs, run.uri)
     result = [{**d, "ids": ids} for d, (_, ids) in zip(described, chosen, strict=True)]

@@ -263,19 +263,20 @@ class RunStore:
                 f"but the manifest expects {len(generations)}"
             )
         encoded = [*self._encoded, _encode(record)]
-        text = f'{{"format": {MANIFEST_FORMAT}, "generations": [\n' + ",\n".join(encoded) + "\n]}\n"
-        self.storage.write_bytes(MANIFEST, text.encode("utf-8"), atomic=True)
+        self._publish(encoded)
         generations.append(record)
         self._encoded = encoded
+
+    def _publish(self, encoded: list[str]) -> None:
+        text = f'{{"format": {MANIFEST_FORMAT}, "generations": [\n' + ",\n".join(encoded) + "\n]}\n"
+        self.storage.write_bytes(MANIFEST, text.encode("utf-8"), atomic=True)
 
     def truncate(self, generations: int) -> None:
         """Keep only the first `generations` committed generations; the files of the later ones
         (and their latent caches) go, all but the Ray Train checkpoints of the first dropped
         one, which trained on kept inputs."""
-        kept = self.committed()[:generations]
-        text = f'{{"format": {MANIFEST_FORMAT}, "generations": [\n'
-        text += ",\n".join(_encode(g) for g in kept) + "\n]}\n"
-        self.storage.write_bytes(MANIFEST, text.encode("utf-8"), atomic=True)
+        self.manifest()
+        self._publish(self._encoded[:generations])
         self.manifest(refresh=True)
         for name in self.storage.list_dir(""):
             if name.startswith("gen-") and int(name[4:]) > generations:

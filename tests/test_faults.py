@@ -281,22 +281,21 @@ def test_a_broken_artifact_is_found_at_resume_and_its_generation_recomputed(tmp_
     assert {p: p.read_bytes() for p in (run / "gen-0000").rglob("*") if p.is_file()} == gen0
 
 
+def one_flow_generation(tmp_path, hidden: int, **train):
+    """One rectified-flow generation on Ray Train, checkpointed, with half-CPU workers."""
+    return make_config(
+        str(tmp_path),
+        generations=1,
+        model={"family": "rectified_flow", "net": {"hidden": hidden, "depth": 2}},
+        train={"cpus_per_worker": 0.5, "batch_size": 32, **train},
+        sample={"steps": 2},
+    )
+
+
 def test_a_deleted_checkpoint_is_found_at_resume_and_training_restarts(
     ray_cluster, tmp_path, capsys
 ):
-    config = make_config(
-        str(tmp_path),
-        generations=1,
-        model={"family": "rectified_flow", "net": {"hidden": 16, "depth": 2}},
-        train={
-            "workers": 1,
-            "cpus_per_worker": 0.5,
-            "steps": 10,
-            "batch_size": 32,
-            "checkpoint_every": 5,
-        },
-        sample={"steps": 2},
-    )
+    config = one_flow_generation(tmp_path, 16, workers=1, steps=10, checkpoint_every=5)
     first = run_chain(config).records
     store = RunStore(str(tmp_path / "t"))
     store.truncate(0)  # generation 0 is in flight again, with its checkpoints
@@ -318,19 +317,8 @@ def test_a_killed_train_worker_resumes_from_its_last_checkpoint(ray_cluster, tmp
 
     import psutil
 
-    config = make_config(
-        str(tmp_path),
-        generations=1,
-        model={"family": "rectified_flow", "net": {"hidden": 32, "depth": 2}},
-        train={
-            "workers": 2,
-            "cpus_per_worker": 0.5,
-            "steps": 60,
-            "batch_size": 32,
-            "checkpoint_every": 10,
-            "max_failures": 2,
-        },
-        sample={"steps": 2},
+    config = one_flow_generation(
+        tmp_path, 32, workers=2, steps=60, checkpoint_every=10, max_failures=2
     )
     snapshot = tmp_path / "t" / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
     killed: list[int] = []

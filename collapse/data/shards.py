@@ -11,6 +11,8 @@ any mixed training set can be traced back to where each of its rows came from.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -147,3 +149,13 @@ def to_parquet(table: pa.Table) -> bytes:
 
 def from_parquet(data: bytes) -> pa.Table:
     return pq.read_table(pa.BufferReader(data))
+
+
+def id_spans(shards: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Each shard's [lo, hi) of row ids, from an index's shard list: a shard names its range
+    (`ids`), or else shards hold ids 0, 1, ... in order."""
+    starts = np.cumsum([0] + [s["rows"] for s in shards])
+    return [
+        tuple(int(v) for v in s.get("ids", (lo, hi)))
+        for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+    ]

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import ray
 
 from collapse.data.mix import MixPart
-from collapse.data.shards import table_to_images
+from collapse.data.shards import id_spans, table_to_images
 from collapse.data.space import DataSpace
 from collapse.storage import Storage
 
@@ -27,15 +27,10 @@ MATERIALIZE_BYTES = 256 * 2**20
 
 
 def _overlapping(shards: Sequence[dict[str, Any]], ranges: Sequence[tuple[int, int]]) -> list[str]:
-    """Paths of the shards that hold any id in the ranges: a shard names its id range
-    (`ids`: [lo, hi)), or else shards hold ids 0, 1, ... in order."""
-    starts = np.cumsum([0] + [s["rows"] for s in shards])
-    spans = [
-        s.get("ids", (lo, hi)) for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
-    ]
+    """Paths of the shards that hold any id in the ranges."""
     return [
         s["path"]
-        for s, (lo, hi) in zip(shards, spans, strict=True)
+        for s, (lo, hi) in zip(shards, id_spans(shards), strict=True)
         if any(a < hi and lo < b for a, b in ranges)
     ]
 
