@@ -4,7 +4,7 @@ against the plain PyTorch loop of the same model, batch and flags, measured in o
     collapse bench train [--preset ddpm_cifar10] [--batch-size 256] [--steps 200] [--compile]
     collapse bench train --tiny        # seconds, on a CPU: what CI runs
 
-Our path: 1 Ray Train worker (a GPU worker when there is one), fed by Ray Data from parquet
+Our path: 1 Ray Train worker (a GPU worker when there is one), fed by the training feed from parquet
 shards of random 32x32x3 images through the chain's own `training_dataset`, running the
 chain's training loop (EMA, grad clipping, checkpoints to storage). Its rate is the steady
 one the loop reports (`rows_per_s`, from its first checkpoint to its last, checkpoint writes

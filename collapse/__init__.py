@@ -1,3 +1,19 @@
-"""collapse: self-consuming generative training chains on Ray."""
+"""collapse: self-consuming generative training chains on Ray.
+
+The Python API (`collapse.api`): `open_run(uri)`, `open_sweep(uri)`, `run(config)` and
+`sweep(spec)`. `collapse.sweep` is also the module of sweep definitions; the module is
+callable, so `collapse.sweep(spec)` runs a sweep whichever was imported first.
+"""
+
+from collapse.api import Run, open_run, open_sweep, run
 
 __version__ = "0.1.0"
+__all__ = ["Run", "open_run", "open_sweep", "run", "sweep", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "sweep":  # the module, made callable at its end (collapse.sweep -> api.sweep)
+        import importlib
+
+        return importlib.import_module("collapse.sweep")
+    raise AttributeError(f"module 'collapse' has no attribute {name!r}")

@@ -24,31 +24,27 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from collapse import integrity, latents, plots
-from collapse.config import (
-    ONLINE,
-    REAL_PAIRING,
-    RunConfig,
-    differing_keys,
-    dump_yaml,
-    parse_yaml,
-    validate,
-)
+from collapse import export, integrity, latents, plots, retention, stored_config, tracking
+from collapse.config import ONLINE, REAL_PAIRING, RunConfig, validate
 from collapse.data import real
 from collapse.data.dataset import open_dataset
-from collapse.data.mix import MixPart, plan_mix
+from collapse.data.mix import MixPart, expand, plan_mix, used_fraction
+from collapse.data.pile import SamplePile
+from collapse.data.real import REAL_DIR
 from collapse.data.shards import from_parquet, table_to_images, to_parquet
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
 from collapse.families import get_family
 from collapse.lease import RunLease
-from collapse.metrics import features
+from collapse.metrics import evaluate, features, flow
 from collapse.metrics.inception import weights_location
+from collapse.noise import row_normals
 from collapse.sampling import grid_size, keeps_noise, sample_grid, sample_locally
 from collapse.storage import RunStore, Storage, generation_dir
 
 _STREAMS = {"fit": 2}
+LOSS_CURVE = "train_loss.json"  # a trained generation's loss curve: {"step": [], "loss": []}
 
 
 def stream(seed: int, purpose: str, generation: int = 0) -> np.random.Generator:
@@ -71,8 +67,10 @@ class ChainWorker:
         self._real: np.ndarray | None = None
         self._evaluator = Evaluator(config, self.store, self.space, lambda: self.held_out)
         self._train_report: dict[str, float] = {}  # the last Ray Train fit's final report
+        self._loss_curve: dict[str, Any] | None = None  # its loss curve's artifact
         self._pairs_record: dict[str, Any] = {}  # the real pairs the last generation used
-        self._samples: dict[int, np.ndarray] = {}
+        self._samples: dict[int, np.ndarray] = {}  # the last generation's (replace loops)
+        self._pile = SamplePile()  # every generation's, in order (accumulate)
         self._bounds: np.ndarray | None = None  # scatter axes, fixed by the real data
         self._pool_features: np.ndarray | None = None  # the knn corrector's, in feature space
 
@@ -104,11 +102,13 @@ class ChainWorker:
             cfg.data.real_fraction,
             cfg.data.n_real,
             [record["sample_rows"] for record in committed],
+            generations=cfg.generations,
         )
         clock = time.perf_counter()
         params = self._train(plan, generation)
         model = store.write_artifact(generation, "model/params.npz", _npz(params))
         timings = {"train_s": time.perf_counter() - clock}
+        exported = self._export(generation, params)  # the same weights, in diffusers' formats
 
         clock = time.perf_counter()
         shards, grid = self._sample(params, model, generation)
@@ -127,6 +127,10 @@ class ChainWorker:
         measured = self._evaluate(samples)
         metrics = {**self.family.describe(params), **measured["metrics"]}
         timings["eval_s"] = time.perf_counter() - clock
+        if flow.requested(cfg.eval.metrics):
+            clock = time.perf_counter()
+            metrics.update(self._flow_metrics(params, generation))
+            timings["flow_s"] = time.perf_counter() - clock
         picture = store.write_artifact(
             generation, "samples.png", self._picture(generation, samples, grid)
         )
@@ -134,6 +138,7 @@ class ChainWorker:
         record = {
             "generation": generation,
             "mix": [part.as_record() for part in plan],
+            **_fraction_record(cfg, generation),
             "train_rows": sum(part.count for part in plan),
             "sample_rows": len(samples),
             "samples": shards,
@@ -150,6 +155,10 @@ class ChainWorker:
             record["correction"] = correction
         if self._train_report:  # trained families: last step, its loss, where training resumed
             record["train"] = self._train_report
+        if exported:
+            record["export"] = exported
+        if self._loss_curve is not None:  # the loss every train.log_every steps
+            record["loss_curve"] = self._loss_curve
         if self._pairs_record:  # RCA/RA Reflow: the real pairs this generation trained on
             record["real_pairs"] = self._pairs_record
         metrics_doc = {
@@ -161,11 +170,23 @@ class ChainWorker:
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record.update(self._evaluator.finite_or_stop(metrics, samples, generation))
         if self._lease_token is not None:
             RunLease.check(store.storage, self._lease_token)
         store.commit(record)
+        if getattr(self.family, "trains_on_ray", False):  # closed forms keep no checkpoints
+            retention.prune_checkpoints(store, generation, cfg.train.keep_checkpoints)
         self._remember(generation, trained_on)
         return record
+
+    def _export(self, generation: int, params: dict[str, np.ndarray]) -> dict[str, Any] | None:
+        """The model in its ecosystem's format (`collapse.export`), beside params.npz: the
+        format and every file's artifact; None for the closed-form families."""
+        fmt, files = export.files(self.config.model.family, params)
+        if not files:
+            return None
+        written = [self.store.write_artifact(generation, k, v) for k, v in files.items()]
+        return {"format": fmt, "files": written}
 
     def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
         for generation in range(start, stop):
@@ -174,6 +195,7 @@ class ChainWorker:
     def _train(self, plan: list[MixPart], generation: int) -> dict[str, np.ndarray]:
         cfg = self.config
         self._train_report = {}
+        self._loss_curve = None
         self._pairs_record = {}
         if not getattr(self.family, "trains_on_ray", False):
             x = self._training_set(plan)
@@ -181,6 +203,7 @@ class ChainWorker:
         from collapse.distributed.datasets import training_dataset
         from collapse.distributed.train import train_generation
 
+        plan = expand(plan)  # trained chains read shards per generation
         committed = self.store.committed()
         samples = {
             p.generation: (self.store.storage, _training_samples(committed[p.generation]))
@@ -201,6 +224,7 @@ class ChainWorker:
         latent_space = None
         if getattr(self.family, "trains_on_latents", False):
             real_shards, samples, latent_space = self._latent_inputs(real_shards, samples)
+        clock = time.perf_counter()
         dataset = (
             training_dataset(
                 plan,
@@ -217,10 +241,19 @@ class ChainWorker:
         init = None
         if cfg.model.init == "previous" and generation > 0:
             init = self.family.weights(previous)
+        built = time.perf_counter() - clock  # the feed: plan, and reading a set held in memory
         weights, report = train_generation(
             cfg, self.store.storage, generation, dataset, self.space, init, online
         )
-        self._train_report = report
+        curve = report.pop("curve")
+        self._train_report = {**report, "feed_s": built}
+        document = {"log_every": cfg.train.log_every, "step": [], "loss": []}
+        for step, loss in curve:
+            document["step"].append(step)
+            document["loss"].append(loss)
+        self._loss_curve = self.store.write_artifact(
+            generation, LOSS_CURVE, json.dumps(document).encode()
+        )
         extra = {"captions": self._captions()} if hasattr(self.family, "captions") else {}
         return self.family.to_params(weights, cfg.model, self.space, cfg.sample.steps, **extra)
 
@@ -316,6 +349,23 @@ class ChainWorker:
         its own Ray task (and GPU)."""
         return self._evaluator(samples)
 
+    def _flow_metrics(self, params: dict[str, np.ndarray], generation: int) -> dict[str, float]:
+        """A rectified flow's straightness, NFE sweep and inversion (`collapse.metrics.flow`),
+        on the first noise rows of this generation's own samples and the first held-out rows
+        (at most FLOW_ROWS each)."""
+        cfg, evaluator = self.config, self._evaluator
+        ids = np.arange(min(cfg.sample.n, flow.FLOW_ROWS), dtype=np.int64)
+        noise = row_normals(cfg.seed, ids, self.family.noise_dim(params), stream=generation)
+        noise *= cfg.sample.bias  # the noise `sampling.draw` gave these rows
+        headline = flow.headline(cfg.eval.metrics)
+
+        def score(samples: np.ndarray) -> float:
+            measured = evaluate([headline], evaluator.extract(samples), evaluator.real_features())
+            return measured[headline]
+
+        names, rows = flow.requested(cfg.eval.metrics), self.held_out[: flow.FLOW_ROWS]
+        return self.family.flow_metrics(params, names, noise, rows, headline, score)
+
     def _picture(self, generation: int, samples: np.ndarray, grid: list[dict]) -> bytes:
         """samples.png: the fixed-noise grid of an image generation, or a vector generation's
         samples over the held-out real data."""
@@ -359,8 +409,16 @@ class ChainWorker:
     def _training_set(self, plan: list[MixPart]) -> np.ndarray:
         pieces = []
         for part in plan:
-            rows = self.real if part.source == "real" else self._samples_of(part.generation)
-            pieces.extend(rows[a:b] for a, b in part.rows)
+            if part.source == "real":
+                pieces.extend(self.real[a:b] for a, b in part.rows)
+            elif part.last is not None and self.config.data.loop == "accumulate":
+                # every sample of a span of generations: one slice of the pile
+                self._samples_of(part.last)
+                pieces.append(self._pile.span(part.generation, part.last))
+                assert len(pieces[-1]) == part.count, "a span takes all of its samples"
+            else:
+                for one in part.each():
+                    pieces.extend(self._samples_of(one.generation)[a:b] for a, b in one.rows)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def _read_samples(self, shards: list[dict[str, Any]]) -> np.ndarray:
@@ -369,6 +427,12 @@ class ChainWorker:
         return np.concatenate([self.space.to_vectors(t) for t in tables])
 
     def _samples_of(self, generation: int) -> np.ndarray:
+        """What `generation` stored for later generations to train on (read once)."""
+        if self.config.data.loop == "accumulate":  # kept in order: fill the pile up to it
+            while len(self._pile) <= generation:
+                record = self.store.committed()[len(self._pile)]
+                self._pile.append(self._read_samples(_training_samples(record)))
+            return self._pile.span(generation, generation)
         if generation not in self._samples:
             self._samples[generation] = self._read_samples(
                 _training_samples(self.store.committed()[generation])
@@ -433,10 +497,18 @@ class ChainWorker:
         return record, stored
 
     def _remember(self, generation: int, samples: np.ndarray) -> None:
-        """Keep in memory what the next generation reads: all samples if they accumulate."""
+        """Keep in memory what the next generation reads: all samples if they accumulate (a
+        resumed chain's pile is filled from storage when first needed)."""
         if self.config.data.loop != "accumulate":
-            self._samples.clear()
-        self._samples[generation] = samples
+            self._samples = {generation: samples}
+        elif len(self._pile) == generation:
+            self._pile.append(samples)
+
+
+def _fraction_record(cfg: RunConfig, generation: int) -> dict[str, float]:
+    """`real_fraction`: the share of real rows the plan was made with, where it read one."""
+    used = used_fraction(cfg.data.loop, cfg.data.real_fraction, generation, cfg.generations)
+    return {} if used is None else {"real_fraction": used}
 
 
 def _training_samples(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -459,37 +531,33 @@ def open_run(config: RunConfig, lease: RunLease | None = None) -> tuple[RunStore
     """
     store = RunStore.for_config(config.storage, config.name)
     store.storage.check_reachable()
-    stored = store.read_config()
-    if stored is None:
-        if store.committed():
-            raise UserError(
-                f"{store.uri}: manifest.json exists without config.yaml; refusing to guess"
-            )
-    else:
-        previous = validate(parse_yaml(stored, store.storage.uri_of("config.yaml")))
-        changed = differing_keys(previous, config)
-        if changed:
-            raise UserError(
-                f"run {store.uri} exists with a different config "
-                f"(differs in: {', '.join(changed)}); "
-                "choose another --name or run it with the stored config"
-            )
+    committed = store.committed()  # the manifest is checked before anything acts on it
+    stored = stored_config.read(store)
+    if stored is None and committed:
+        raise UserError(f"{store.uri}: manifest.json exists without config.yaml; refusing to guess")
+    extended = stored is not None and stored_config.check_same(stored, config, store.uri)
     if config.model.family == "stable_diffusion":
         from collapse.diffusion.stable_diffusion import check_available
 
         check_available(config.model.pretrained)
     _check_inception_weights(config, config.eval.features)
+    real.check(config, store)  # the user's data, whole, before anything is written
     if lease is not None:
         lease.acquire()
     if stored is not None:
+        stored_config.vouch(store)
+        if extended:  # a raised `generations`: the chain continues from its last commit
+            stored_config.extend(store, config.generations)
         for line in integrity.repair(store):
             print(f"collapse: {line}", file=sys.stderr)
+    else:  # real data left by a first attempt that failed before the run was created
+        store.storage.delete_dir(REAL_DIR)
     where = real.ensure(config, store)
     if config.eval.features == "auto":  # a parquet dataset: its index says vectors or images
         space = DataSpace.of_index(open_dataset(where.pool_uri).index)
         _check_inception_weights(config, features.resolve("auto", space))
     if stored is None:
-        store.write_config(dump_yaml(config))
+        stored_config.write(store, config)
     return store, len(store.committed())
 
 
@@ -503,13 +571,11 @@ def config_of_run(run_uri: str) -> RunConfig:
     """The stored config of an existing run, relocated to where the run is found now."""
     store = RunStore(run_uri)
     store.storage.check_reachable()
-    text = store.read_config()
-    if text is None:
+    config = stored_config.read(store)
+    if config is None:
         raise UserError(f"{store.uri}: no run here (config.yaml not found)")
-    raw = parse_yaml(text, store.storage.uri_of("config.yaml"))
     parent, _, name = store.uri.rstrip("/").rpartition("/")
-    raw.update(storage=parent or "/", name=name)
-    return validate(raw)
+    return validate({**config.model_dump(mode="json"), "storage": parent or "/", "name": name})
 
 
 @dataclass
@@ -538,9 +604,13 @@ def run_chain(
         if start >= config.generations:
             return outcome
         on_start(store, start)
-        with remote_worker(config, lease_token=lease.token) as worker:
+        with (
+            tracking.trackers(config, store) as trackers,  # `tracking:`: TensorBoard, MLflow, W&B
+            remote_worker(config, lease_token=lease.token) as worker,
+        ):
             for record in worker.run_generations(start, config.generations):
                 outcome.records.append(record)
+                trackers.log(record)
                 on_generation(record)
         return outcome
     finally:

@@ -1,4 +1,5 @@
-"""The `collapse` command: run | resume | sweep | report | prepare | submit | jobs.
+"""The `collapse` command: run | resume | evaluate | sweep | report | list | prepare | submit |
+jobs | bench.
 
 User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
 """
@@ -10,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from collapse.catalog import KINDS
+from collapse.config import FEATURES, RESUME_SAFE
 from collapse.errors import UserError, one_line
 
 
@@ -19,19 +22,79 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from collapse import __version__
+
     parser = _Parser(
         prog="collapse", description="Self-consuming generative training chains on Ray."
     )
+    parser.add_argument("--version", action="version", version=f"collapse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run a chain (re-running an existing run resumes it)")
+    run = commands.add_parser(
+        "run",
+        help="run a chain (re-running an existing run resumes it; a raised generations extends it)",
+    )
     run.add_argument("config", help="chain config YAML")
     _override_arguments(run, "run", "data.real_fraction=0.5")
+    _dry_run_argument(run)
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
     resume = commands.add_parser("resume", help="continue a run from its last committed generation")
     resume.add_argument("run_uri", help="the run's directory, e.g. ./runs/quickstart")
+    resume.add_argument(
+        "--generations",
+        type=int,
+        metavar="N",
+        help="extend the chain to N generations (more than it has; the same as "
+        "--set generations=N)",
+    )
+    resume.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a key that does not change what was computed, for this resume only: "
+        f"{', '.join(RESUME_SAFE)} (repeatable); e.g. --set sample.workers=4",
+    )
+    _dry_run_argument(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure the stored samples of every committed generation again, with other "
+        "metrics or features (stored beside the originals; rerun: resumes)",
+    )
+    evaluate.add_argument("run_uri", metavar="RUN_URI", help="the run, e.g. ./runs/quickstart")
+    evaluate.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="metrics to compute, e.g. fid,coverage (default: the run's eval.metrics; "
+        "collapse list metrics)",
+    )
+    evaluate.add_argument(
+        "--features",
+        choices=FEATURES,
+        help="feature space to measure in (default: the run's eval.features)",
+    )
+    evaluate.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="K",
+        help="Ray tasks at once, one per generation (default 2; 0: in this process)",
+    )
+    evaluate.add_argument(
+        "--gpu", action="store_true", help="run each task on a GPU (feature extraction)"
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no line per generation")
+
+    listing = commands.add_parser(
+        "list", help="the names a config accepts, from the registries, with what each is"
+    )
+    listing.add_argument("kind", choices=KINDS, help="what to list")
 
     sweep = commands.add_parser(
         "sweep", help="run a sweep over config keys as one Ray Tune experiment (rerun: resume)"
@@ -50,7 +113,11 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser("jobs", help="list, inspect, follow or stop submitted jobs")
     _address_argument(jobs)
-    jobs.add_argument("action", choices=["list", "status", "logs", "stop"])
+    jobs.add_argument(
+        "action",
+        choices=["list", "status", "logs", "stop"],
+        help="list the jobs; show one's status, print its logs, or stop it",
+    )
     jobs.add_argument("job_id", nargs="?", help="the job's id (status, logs, stop)")
 
     prepare = commands.add_parser(
@@ -62,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         "| folder:PATH | toy:gaussian|mog8|two_moons",
     )
     prepare.add_argument("--out", required=True, help="local dir or s3://bucket/prefix")
-    prepare.add_argument("--split", choices=["train", "test"], default="train")
+    prepare.add_argument(
+        "--split", choices=["train", "test"], default="train", help="the source's split to write"
+    )
     prepare.add_argument("--limit", type=int, help="keep the first N rows (toy: rows to draw)")
     prepare.add_argument("--size", type=int, help="resize images to SIZE x SIZE (e.g. 16, 32)")
     prepare.add_argument("--seed", type=int, default=0, help="toy sources: random seed")
@@ -77,7 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="tables and plots of runs, or of a sweep's trials (one row per trial)"
     )
     report.add_argument("run_uris", nargs="+", metavar="RUN_URI", help="runs, or one sweep")
-    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help="how to print the records (default: an aligned table)",
+    )
     report.add_argument(
         "--plots",
         metavar="DIR",
@@ -97,12 +171,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Runs benchmarks/<what>.py of this checkout; any further arguments go to it "
         "(--tiny: a seconds-long CPU run; --help: its options).",
     )
-    bench.add_argument("what", choices=BENCHMARKS)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="...")
+    bench.add_argument("what", choices=BENCHMARKS, help="which benchmarks/<what>.py to run")
+    bench.add_argument(
+        "bench_args", nargs=argparse.REMAINDER, metavar="...", help="arguments for the benchmark"
+    )
     return parser
 
 
 BENCHMARKS = ("train", "sample", "chain", "data")
+
+
+def _dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config, the first generations' mix plans, the Ray resources "
+        "and where the run writes; write nothing",
+    )
 
 
 def _override_arguments(parser: argparse.ArgumentParser, what: str, example: str) -> None:
@@ -143,11 +228,15 @@ def _dispatch(args: argparse.Namespace) -> None:
         from collapse.config import load_config
 
         overrides = _with_overrides(args)
-        _run_chain(load_config(args.config, overrides), args.quiet)
+        _run_chain(load_config(args.config, overrides), args.quiet, args.dry_run)
     elif args.command == "resume":
-        from collapse.chain import config_of_run
+        _resume(args)
+    elif args.command == "evaluate":
+        _evaluate(args)
+    elif args.command == "list":
+        from collapse.catalog import format_entries
 
-        _run_chain(config_of_run(args.run_uri), args.quiet)
+        print(format_entries(args.kind))
     elif args.command == "sweep":
         _sweep(args)
     elif args.command == "submit":
@@ -175,13 +264,72 @@ def _bench(what: str, bench_args: list[str]) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
-def _run_chain(config, quiet: bool) -> None:
+def _run_chain(config, quiet: bool, dry_run: bool = False) -> None:
+    if dry_run:
+        from collapse.dry_run import describe
+
+        print(describe(config))
+        return
     from collapse.chain import run_chain
     from collapse.progress import ChainProgress
 
     progress = ChainProgress(config, quiet=quiet)
     outcome = run_chain(config, on_start=progress.start, on_generation=progress.generation)
     progress.finish(outcome.uri, outcome.records, outcome.already_complete)
+
+
+def _resume(args: argparse.Namespace) -> None:
+    from collapse.chain import config_of_run
+    from collapse.stored_config import with_overrides
+
+    config = config_of_run(args.run_uri)
+    overrides = list(args.overrides)
+    if args.generations is not None:
+        overrides.append(f"generations={args.generations}")
+    if overrides:
+        config = with_overrides(config, overrides, args.run_uri)
+    _run_chain(config, args.quiet, args.dry_run)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from collapse import evaluate
+    from collapse.chain import config_of_run
+    from collapse.progress import headline
+    from collapse.storage import RunStore
+
+    if args.workers < 0:
+        raise UserError(f"--workers: 0 or more, got {args.workers}")
+    if args.gpu and not args.workers:
+        raise UserError("--gpu runs the Ray tasks on GPUs: give --workers 1 or more")
+    metrics = [name.strip() for item in args.metrics for name in item.split(",") if name.strip()]
+    measurement = evaluate.measurement(config_of_run(args.run_uri), metrics, args.features)
+    store = RunStore.for_config(measurement.config.storage, measurement.config.name)
+    if not store.committed():
+        raise UserError(f"{store.uri}: no committed generation to evaluate yet")
+    if args.workers:
+        from collapse.distributed.reevaluation import measure_on_ray
+
+        measure = measure_on_ray(args.workers, args.gpu)
+    else:
+        measure = evaluate.measure_here
+    what = f"{measurement.extractor} features: {', '.join(measurement.metrics)}"
+    if not args.quiet:
+        print(f"evaluating {store.uri} ({what}) as {measurement.key}", file=sys.stderr)
+
+    def say(entry: dict) -> None:
+        if not args.quiet:
+            bad = entry.get("nonfinite")
+            note = f"  non-finite: {', '.join(bad)}" if bad else ""
+            line = f"gen {entry['generation']:>4}  {headline(entry['metrics'], 8)}{note}"
+            print(line, file=sys.stderr)
+
+    existing, new = evaluate.run_evaluation(measurement, store, measure, say)
+    done = existing + len(new)
+    print(
+        f"evaluation {measurement.key} ({what}): {done} generations measured"
+        f" ({len(new)} now, {existing} before) in {store.uri}/{evaluate.FOLDER}/"
+        f"{measurement.key}.json\n  report: collapse report {store.uri}"
+    )
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -314,6 +462,10 @@ def _report(args: argparse.Namespace) -> None:
                 path = Path(args.plots) / f"heatmap-{args.metric}.png"
                 plots.heatmap(xs, ys, matrix, x_key, y_key, args.metric, path)
                 written.append(path)
+    if args.format == "table":  # json and csv keep one record per run
+        summary = report.seed_summary(records, final=trials is not None)
+        if summary:
+            print(f"\n{summary}")
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
 

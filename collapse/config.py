@@ -22,15 +22,30 @@ IDEAL_SOURCES = ("toy:gaussian", "toy:mog8")  # sources whose true density is kn
 LOOPS = ("fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate")
 VECTOR_METRICS = ("w2", "mmd", "mean_err", "var", "precision", "recall")
 IMAGE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage")
-METRICS = (*VECTOR_METRICS, "density", "coverage", "fid", "kid")
+# measured on a rectified flow's model, not on its samples (collapse.metrics.flow)
+FLOW_METRICS = ("straightness", "nfe", "inversion")
+METRICS = (*VECTOR_METRICS, "density", "coverage", "fid", "kid", *FLOW_METRICS)
 FEATURES = ("auto", "raw", "digits-cnn", "inception")
 TOY_SOURCES = {"gaussian": None, "mog8": 2, "two_moons": 2}  # name -> fixed dim (None: data.dim)
+EXACT_SOURCES = tuple(f"toy:{n}" for n in TOY_SOURCES)  # sources whose true sampler is known
 BUILTIN_SOURCES = ("sklearn:digits", "torchvision:cifar10", "torchvision:mnist")
 SOURCE_FORMS = (*(f"toy:{n}" for n in TOY_SOURCES), *BUILTIN_SOURCES, "folder:PATH", "parquet:URI")
 
 Loop = Literal["fully_synthetic", "synthetic_augmentation", "fresh_data", "accumulate"]
 Metric = Literal[
-    "w2", "mmd", "mean_err", "var", "precision", "recall", "density", "coverage", "fid", "kid"
+    "w2",
+    "mmd",
+    "mean_err",
+    "var",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "fid",
+    "kid",
+    "straightness",
+    "nfe",
+    "inversion",
 ]
 
 
@@ -56,13 +71,21 @@ class DataConfig(Section):
     n_real: int = Field(2000, ge=2, le=10**9)
     n_train: int = Field(2000, ge=2, le=10**9)
     loop: Loop = "fully_synthetic"
-    real_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    # a number, or a schedule over generations (collapse.data.mix: linear, exponential, list)
+    real_fraction: float | list[float] | dict[str, list[float]] = 0.0
     n_eval: int = Field(2000, ge=2, le=10**9)
 
     @field_validator("real")
     @classmethod
     def _known_source(cls, real: str) -> str:
         return check_source(real)
+
+    @field_validator("real_fraction", mode="before")
+    @classmethod
+    def _real_fraction(cls, value: Any) -> Any:
+        from collapse.data.mix import check_real_fraction
+
+        return check_real_fraction(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
@@ -169,6 +192,7 @@ SELF_CORRECT_KEYS = (
     "k",
     "langevin_steps",
     "step_size",
+    "metropolis",
     "level",
     "knn_space",
     "knn_workers",
@@ -197,9 +221,12 @@ class StrategyConfig(Section):
     `self_correct` (any family; Gillman et al. 2024): a `correct_fraction` of each generation's
     samples is moved toward the true distribution by `corrector` before the next generation
     trains on them, with `strength` in [0, 1] (knn and user: the share of the way to the
-    corrector's output; ideal: the share of its Langevin steps run):
-    `ideal` (Langevin on the true density of toy:gaussian/toy:mog8, `langevin_steps` of
-    `step_size`), `knn` (toward the mean of the `k` nearest real rows) or `module:function`."""
+    corrector's output; ideal: the share of its Langevin steps run; exact: gamma / (1 + gamma)):
+    `exact` (Gillman et al.'s pi_gamma: each row replaced by a draw of the toy source with
+    probability `strength`), `ideal` (Langevin on the true density of toy:gaussian/toy:mog8,
+    `langevin_steps` of `step_size`, Metropolis-adjusted with `metropolis`; unadjusted, a step
+    with step x curvature >= 1 is refused), `knn` (toward the mean of the `k` nearest real
+    rows) or `module:function`."""
 
     name: Literal[
         "none", "reflow", "rca_reflow", "ra_reflow", "ocar", "ora_reflow", "self_correct"
@@ -208,12 +235,15 @@ class StrategyConfig(Section):
     sigma: float = Field(1.0, ge=0, le=100)
     reverse_steps: int = Field(20, ge=1, le=10_000)
     refresh: int = Field(1, ge=1, le=1_000_000)
-    corrector: str = Field("ideal", pattern=r"^(ideal|knn|reference|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    corrector: str = Field(
+        "ideal", pattern=r"^(ideal|exact|knn|reference|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$"
+    )
     correct_fraction: float = Field(1.0, gt=0, le=1)
     strength: float = Field(1.0, ge=0, le=1)
     k: int = Field(5, ge=1, le=10_000)
     langevin_steps: int = Field(50, ge=1, le=100_000)
     step_size: float = Field(0.05, gt=0, le=10)
+    metropolis: bool = False  # ideal: MALA, whose stationary law is the true one at any step
     level: float = Field(0.5, gt=0, le=1)  # reference: SDEdit's noise level
     knn_space: Literal["pixel", "features"] = "pixel"  # features: eval.features' extractor
     knn_workers: int = Field(0, ge=0, le=4096)  # > 0: a Ray Data pass over that many tasks
@@ -255,6 +285,21 @@ class TrainConfig(Section):
     cpus_per_worker: float = Field(1.0, gt=0, le=1024)
     max_failures: int = Field(2, ge=0, le=1000)
     compile: bool = False
+    # a point of the training loss curve every this many steps (the mean over them, rank 0's),
+    # kept on the device and read at checkpoints only; stored as gen-k/train_loss.json
+    log_every: int = Field(10, ge=1, le=10**9)
+    # Ray Train checkpoints (weights, EMA, optimizer state) of how many of the latest committed
+    # generations stay on storage; older ones are deleted at commit (collapse.retention). Later
+    # generations read the committed model, never a checkpoint; the in-flight generation's are
+    # always kept, since it resumes from them.
+    keep_checkpoints: int | Literal["all"] = 0
+
+    @field_validator("keep_checkpoints", mode="before")
+    @classmethod
+    def _generations_or_all(cls, value: Any) -> Any:
+        if value == "all" or (type(value) is int and 0 <= value <= 10**6):
+            return value
+        raise ValueError(f"a count of generations (0 or more) or all, got {_short(value)}")
 
 
 class SampleConfig(Section):
@@ -291,6 +336,36 @@ class EvalConfig(Section):
     inception_weights: str | None = Field(None, min_length=1)
     batch_size: int = Field(250, ge=1, le=10**6)
     grid: int = Field(64, ge=0, le=1024)
+    # commit a generation whose metrics are NaN or infinite (recorded in the manifest's
+    # `nonfinite`) instead of stopping the chain with the reason
+    allow_nonfinite: bool = False
+
+
+class MlflowTracking(Section):
+    """MLflow: `uri` is a tracking URI (`file:./mlruns` is a local file store that works
+    offline, `http://host:5000` a server); None: off."""
+
+    uri: str | None = Field(None, min_length=1)
+    experiment: str = Field("collapse", min_length=1, max_length=256)
+
+
+class WandbTracking(Section):
+    """Weights & Biases: `offline` writes run files under `dir` (W&B's default: ./wandb) and
+    never reaches the network (`wandb sync` uploads them later); `online` logs to W&B."""
+
+    mode: Literal["off", "offline", "online"] = "off"
+    project: str = Field("collapse", min_length=1, max_length=128)
+    dir: str | None = Field(None, min_length=1)
+
+
+class TrackingConfig(Section):
+    """Experiment trackers each committed generation is logged to (collapse.tracking): its
+    metrics (step = generation), its samples.png and its training loss curve. All off by
+    default; a resume may change them, since they log, not compute."""
+
+    tensorboard: bool = False  # event files under <run>/tensorboard/
+    mlflow: MlflowTracking = Field(default_factory=MlflowTracking)
+    wandb: WandbTracking = Field(default_factory=WandbTracking)
 
 
 class RunConfig(Section):
@@ -304,6 +379,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _resolve(self) -> RunConfig:
@@ -316,6 +392,25 @@ class RunConfig(Section):
             raise ValueError(
                 f"strategy.corrector: ideal needs a source with a known density "
                 f"({', '.join(IDEAL_SOURCES)}), not {self.data.real}; use knn or module:function"
+            )
+        if (
+            strategy.name == "self_correct"
+            and strategy.corrector == "ideal"
+            and not strategy.metropolis  # MALA's law is exact at any step
+        ):
+            from collapse.strategies.correction import unadjusted_step_problem
+
+            problem = unadjusted_step_problem(self.data.real, strategy.step_size)
+            if problem:
+                raise ValueError(problem)
+        if (
+            strategy.name == "self_correct"
+            and strategy.corrector == "exact"
+            and self.data.real not in EXACT_SOURCES
+        ):
+            raise ValueError(
+                f"strategy.corrector: exact draws from the true source, known only for "
+                f"{', '.join(EXACT_SOURCES)}, not {self.data.real}; use knn or module:function"
             )
         if (
             strategy.name == "self_correct"
@@ -353,14 +448,24 @@ class RunConfig(Section):
             )
         if self.eval.metrics is None and kind is not None:
             self.eval.metrics = list(VECTOR_METRICS if kind == "vector" else IMAGE_METRICS)
-        if self.data.loop != "accumulate":
-            data = self.data
-            needed = data.n_train - real_count(data.loop, data.n_train, data.real_fraction)
+        from collapse.data.mix import real_counts, schedule_problem
+
+        data = self.data
+        problem = schedule_problem(data.real_fraction, self.generations)
+        if problem:
+            raise ValueError(f"data.real_fraction: {problem}")
+        if data.loop != "accumulate":
+            stop = max(self.generations, 2)  # the generations after 0 (one, if there are none)
+            fewest = real_counts(
+                data.loop, data.n_train, data.real_fraction, stop, self.generations
+            )
+            needed = data.n_train - int(fewest.min())
             if self.sample.n < needed:
                 raise ValueError(
                     f"sample.n: {self.sample.n} is below the {needed} synthetic rows each "
                     f"generation's training set needs (n_train x (1 - real_fraction))"
                 )
+        check_data_needs(self)
         return self
 
 
@@ -369,6 +474,75 @@ def data_kind(real: str) -> str | None:
     says which (read when the run opens it)."""
     kind = real.partition(":")[0]
     return {"toy": "vector", "parquet": None}.get(kind, "image")
+
+
+# Rows of the built-in sources' splits (train, test; sklearn:digits: the fixed 80/20 cut of its
+# 1797 images, collapse.data.image_sources).
+BUILTIN_ROWS = {
+    "sklearn:digits": (1437, 360),
+    "torchvision:cifar10": (50_000, 10_000),
+    "torchvision:mnist": (60_000, 10_000),
+}
+
+
+def check_data_needs(config: RunConfig) -> None:
+    """What the data must give that is known before any is read: rows of a built-in source,
+    rows for the metrics, real rows for the strategies that pair them, images for the image
+    extractors, and a user corrector that imports. ValueError (a config error) otherwise."""
+    data, strategy, features = config.data, config.strategy, config.eval.features
+    split_rows = BUILTIN_ROWS.get(data.real)
+    if split_rows is not None:
+        for key, have, split in (
+            ("data.n_real", data.n_real, "training"),
+            ("data.n_eval", data.n_eval, "test"),
+        ):
+            rows = split_rows[split == "test"]
+            if have > rows:
+                raise ValueError(f"{key}: {data.real} has {rows} {split} rows, got {have}")
+    if config.eval.metrics is not None:
+        from collapse.metrics import rows_problem
+
+        problem = rows_problem(config.eval.metrics, data.n_eval, config.sample.n)
+        if problem:
+            raise ValueError(problem)
+        from collapse.metrics.flow import flow_problem
+
+        problem = flow_problem(config.eval.metrics, config.model.family)
+        if problem:
+            raise ValueError(problem)
+    from collapse.data.mix import real_counts
+
+    stop = max(config.generations, 2)
+    if strategy.name in REAL_PAIRING + ONLINE and not (
+        data.loop == "accumulate"
+        or real_counts(data.loop, data.n_train, data.real_fraction, stop, config.generations).any()
+    ):
+        raise ValueError(
+            f"strategy.name: {strategy.name} pairs real rows, but data.loop {data.loop} with "
+            f"real_fraction {data.real_fraction} gives the generations after 0 none; use "
+            "synthetic_augmentation or fresh_data with real_fraction > 0, or accumulate"
+        )
+    if data_kind(data.real) == "vector" and features in ("digits-cnn", "inception"):
+        raise ValueError(f"eval.features: {features} is for images; {data.real} is vectors: raw")
+    rgb = data.real == "torchvision:cifar10" or data.real.startswith("folder:")
+    if features == "digits-cnn" and rgb:
+        raise ValueError(
+            f"eval.features: digits-cnn reads single-channel images; {data.real} is RGB: "
+            "use inception or raw"
+        )
+    if strategy.name == "self_correct" and ":" in strategy.corrector:
+        from collapse.strategies.correction import load_user_corrector
+
+        try:
+            load_user_corrector(strategy.corrector)
+        except ValueError as err:
+            raise ValueError(f"strategy.{err}") from None
+        except Exception as err:  # noqa: BLE001 - the user's module: whatever it raises is theirs
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ValueError(
+                f"strategy.corrector {strategy.corrector!r}: cannot import it "
+                f"({type(err).__name__}: {first})"
+            ) from None
 
 
 def real_count(loop: str, n_train: int, real_fraction: float) -> int:
@@ -393,14 +567,61 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_YAML_BYTES = 1 << 20  # a config is a page of keys; anything near this is not one
+MAX_YAML_VALUES = 100_000  # values once aliases are expanded, as validation will see them
+
+
+def _expanded_values(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` stands for with its aliases expanded. An alias is the same node
+    object as its anchor, so each node is sized once; an alias inside its own anchor (an
+    infinite value) is refused."""
+    if sizes.get(id(node)) == 0:
+        raise UserError("an alias refers to a value that contains it (an infinite value)")
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # being sized
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(_expanded_values(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
 def parse_yaml(text: str, where: str) -> Any:
+    """YAML with limits: a few hundred bytes of nested aliases expand to billions of values,
+    which validation would walk for minutes (the "billion laughs"); such a file is refused
+    from its parsed graph, before any value is built."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise UserError(f"{where}: {size} bytes of YAML; a config may have at most 1 MiB")
+    loader = None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            values = _expanded_values(node, {})
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
+        if values > MAX_YAML_VALUES:
+            raise UserError(
+                f"{where}: the YAML expands to more than {MAX_YAML_VALUES} values through its "
+                "aliases (&anchor/*alias); write the values out"
+            )
+        return loader.construct_document(node)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserError(f"{where}: invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise UserError(f"{where}: the YAML is nested too deeply to be a config") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def dump_yaml(config: RunConfig) -> str:
@@ -528,6 +749,34 @@ def _allowed_keys(loc: tuple) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+# Keys that say where a chain runs, how it keeps its files, or how its generations yet to come
+# are measured, but not what a committed generation computed: a rerun of `collapse run` or
+# `collapse resume --set` may change them, for that invocation (the stored config keeps its own).
+RESUME_SAFE = (
+    "sample.workers",
+    "sample.batch_size",
+    "train.workers",
+    "train.cpus_per_worker",
+    "train.use_gpu",
+    "train.max_failures",
+    "train.keep_checkpoints",
+    "strategy.knn_workers",
+    "eval.*",
+    "tracking.*",
+)
+
+
+def resume_safe(key: str, config: RunConfig) -> bool:
+    """Whether `key` may change when `config`'s run continues. `eval.features` may not where
+    the knn corrector finds neighbours in that feature space: it shapes what later
+    generations train on."""
+    strategy = config.strategy
+    knn_features = strategy.corrector == "knn" and strategy.knn_space == "features"
+    if key == "eval.features" and strategy.name == "self_correct" and knn_features:
+        return False
+    return key in RESUME_SAFE or f"{key.partition('.')[0]}.*" in RESUME_SAFE
 
 
 def differing_keys(

@@ -4,11 +4,15 @@ The held-out set's features are computed once per run and cached in the run's st
 (`<run>/eval/real-<extractor>.npy`), so a resumed chain, or an evaluation placed on another
 machine (`collapse.distributed.evaluation`), reuses them instead of re-running the extractor
 over thousands of real images each generation.
+
+A generation whose metrics are not finite is not committed silently: `finite_or_stop` stops the
+chain with one line saying which metric and why, unless `eval.allow_nonfinite` is set.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +22,12 @@ from collapse.config import IMAGE_METRICS, VECTOR_METRICS, RunConfig
 from collapse.data import real
 from collapse.data.dataset import open_dataset
 from collapse.data.space import DataSpace
+from collapse.errors import UserError
 from collapse.metrics import evaluate, features
 from collapse.storage import RunStore, Storage
+
+# Beyond this magnitude a squared distance overflows float64 (1e154 squared is 1e308).
+_OVERFLOW = 1e150
 
 
 class Evaluator:
@@ -56,6 +64,57 @@ class Evaluator:
         """{"metrics": {name: float}, "feature_extractor": name}."""
         measured = evaluate(self.metrics, self.extract(samples), self.real_features())
         return {"metrics": measured, "feature_extractor": self.extractor_name}
+
+    def finite_or_stop(
+        self, metrics: dict[str, float], samples: np.ndarray, generation: int
+    ) -> dict[str, list[str]]:
+        """What a generation's record adds about non-finite metrics: nothing when all are
+        finite; `{"nonfinite": names}` with `eval.allow_nonfinite`; else one UserError saying
+        which metrics and why, and the generation is not committed.
+
+        A family's own descriptions of its fit (the Gaussian's `log_sigma2`) may be infinite
+        in earnest, as the log of a variance that is exactly 0 (a constant pixel); only NaN
+        is a fault there."""
+        bad = [
+            name
+            for name, value in metrics.items()
+            if math.isnan(value) or (name in self.metrics and not math.isfinite(value))
+        ]
+        if not bad:
+            return {}
+        if self.config.eval.allow_nonfinite:
+            return {"nonfinite": bad}
+        values = ", ".join(f"{name} is {metrics[name]}" for name in bad)
+        raise UserError(
+            f"generation {generation}: {values}: {self.why_nonfinite(samples, bad)}; it is not "
+            "committed (eval.allow_nonfinite: true commits such generations)"
+        )
+
+    def why_nonfinite(self, samples: np.ndarray, names: list[str]) -> str:
+        """The likeliest cause, from the samples and the feature space (the held-out rows are
+        finite: the data check saw to that)."""
+        x = np.asarray(samples, dtype=np.float64)
+        broken = ~np.isfinite(x).all(axis=1) if x.ndim == 2 else np.zeros(0, bool)
+        if broken.any():
+            return (
+                f"the samples hold NaN or infinite values in {int(broken.sum())} of {len(x)} "
+                "rows (the model diverged)"
+            )
+        if x.size and np.abs(x).max() > _OVERFLOW:
+            return (
+                f"the samples reach {np.abs(x).max():.3g}, whose squares overflow "
+                "(the model diverged)"
+            )
+        measured = [n for n in names if n in self.metrics]
+        if not measured:
+            return "the fitted model's parameters are NaN"
+        width = features.feature_dim(self.extractor_name, self.space)
+        return (
+            f"the samples are finite, so a degenerate case: {len(x)} samples and "
+            f"{self.config.data.n_eval} held-out rows of {width}-d {self.extractor_name} "
+            f"features (a covariance of full rank needs more rows than dimensions; identical "
+            "rows have none)"
+        )
 
     def extract(self, x: np.ndarray) -> np.ndarray:
         if self._extract is None:

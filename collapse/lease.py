@@ -16,6 +16,7 @@ already going; it is not a distributed lock.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -28,6 +29,23 @@ from collapse.storage import Storage
 
 LEASE = "lease.json"
 STALE_AFTER_S = 60.0
+
+
+def _parse(text: str | None) -> dict[str, Any] | None:
+    """A lease record, or None for no lease or anything that is not one (a torn write, a
+    file a person or tool garbled): such a lease protects nobody and is stale."""
+    try:
+        record = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("token"), str):
+        return None
+    heartbeat = record.get("heartbeat")
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float):
+        return None
+    if not math.isfinite(heartbeat):
+        return None
+    return record
 
 
 def _alive(pid: int) -> bool:
@@ -52,13 +70,7 @@ class RunLease:
         self._thread: threading.Thread | None = None
 
     def _read(self) -> dict[str, Any] | None:
-        text = self.storage.read_text(LEASE)
-        if text is None:
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return None  # a torn write of a dead owner: stale
+        return _parse(self.storage.read_text(LEASE))
 
     def _write(self) -> None:
         record = {"owner": self.owner, "token": self.token, "heartbeat": time.time()}
@@ -69,7 +81,7 @@ class RunLease:
         current = self._read()
         if current is None or current.get("token") == self.token:
             return None
-        age = time.time() - float(current.get("heartbeat", 0))
+        age = time.time() - current["heartbeat"]
         if age > self.stale_after:
             return None
         host, _, pid = str(current.get("owner", "")).rpartition(":")
@@ -97,8 +109,14 @@ class RunLease:
         driver killed without a chance to stop its workers must not commit after its
         successor took over."""
         text = storage.read_text(LEASE)
-        current = json.loads(text).get("token") if text else None
-        if current != token:
+        current = _parse(text)
+        if text is not None and current is None:
+            raise UserError(
+                f"{storage.uri_of(LEASE)} was overwritten with something that is not a lease; "
+                f"stopping before the next commit: if no other driver runs {storage.uri}, rerun "
+                "to resume (the lease is then taken over)"
+            )
+        if (current or {}).get("token") != token:
             raise UserError(f"run {storage.uri} was taken over by another driver; stopping")
 
     def _beat(self) -> None:
@@ -109,15 +127,20 @@ class RunLease:
                 continue
 
     def release(self) -> None:
-        """Give the lease back (nothing if it was never taken)."""
+        """Give the lease back (nothing if it was never taken). Best effort: on storage that
+        has just failed (full, read-only) the lease stays, and the next driver on this host
+        takes it over at once, since its owner is gone."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if (self._read() or {}).get("token") == self.token:
-            self.storage.delete(LEASE)
-            if not self.storage.list_dir(""):  # a run that failed before its first write
-                self.storage.delete_dir("")
+        try:
+            if (self._read() or {}).get("token") == self.token:
+                self.storage.delete(LEASE)
+                if not self.storage.list_dir(""):  # a run that failed before its first write
+                    self.storage.delete_dir("")
+        except (UserError, OSError):
+            pass
 
     def __enter__(self) -> RunLease:
         self.acquire()

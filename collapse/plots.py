@@ -245,6 +245,28 @@ def heatmap(
     return path
 
 
+def loss_curves(curves: Sequence[tuple[int, dict[str, list]]], title: str, path: Path) -> Path:
+    """A run's training loss against the step within each generation, a line per generation
+    (at most 16, spread over the chain), coloured from the first generation to the last."""
+    plt = _pyplot()
+    keep = set(sheet_generations([generation for generation, _ in curves]))
+    shown = [(g, curve) for g, curve in curves if g in keep]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(shown)))
+    for (generation, curve), color in zip(shown, colors, strict=True):
+        ax.plot(curve["step"], curve["loss"], color=color, linewidth=1.2, label=f"gen {generation}")
+    ax.set_xlabel("training step within the generation")
+    ax.set_ylabel("training loss (mean over train.log_every steps)")
+    ax.set_yscale("log" if all(v > 0 for _, c in shown for v in c["loss"]) else "linear")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _bar_label(record: dict[str, Any]) -> str:
     """Run, generation and, where it is not the raw data, the feature space measured in."""
     extractor = record.get("feature_extractor", "raw")
@@ -254,3 +276,49 @@ def _bar_label(record: dict[str, Any]) -> str:
 
 def metric_names(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for r in records for k in r["metrics"]))
+
+
+def seed_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per metric for runs grouped by setting (`collapse.seeds.across_seeds` rows): a
+    line per setting at the mean over seeds, a band of +-1 sd around it and a fainter one
+    from min to max."""
+    plt = _pyplot()
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_group[row["group"]].append(row)
+    names = list(dict.fromkeys(n for row in rows for n in row["metrics"]))
+    written = []
+    for name in names:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        for i, (group, mine) in enumerate(by_group.items()):
+            points = sorted(
+                (r["generation"], r["metrics"][name]) for r in mine if name in r["metrics"]
+            )
+            if not points:
+                continue
+            xs = np.array([g for g, _ in points])
+            mean, low, high = (np.array([s[k] for _, s in points]) for k in ("mean", "min", "max"))
+            sd = np.array([s["sd"] or 0.0 for _, s in points])
+            seeds = max(r["seeds"] for r in mine)
+            color = f"C{i % 10}"
+            ax.plot(
+                xs,
+                mean,
+                color=color,
+                marker="o" if len(xs) <= 30 else None,
+                markersize=3,
+                label=f"{group} ({seeds} seeds)",
+            )
+            ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.25, linewidth=0)
+            ax.fill_between(xs, low, high, color=color, alpha=0.1, linewidth=0)
+        ax.set_xlabel("generation")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per generation: mean over seeds, ±1 sd, min-max")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -51,9 +51,11 @@ class ChainProgress:
         self.bar.set_postfix_str(headline(metrics, 3), refresh=False)
         if self.config.generations <= _LINES_UP_TO and not self.quiet:
             steps = " ".join(f"{k[:-2]} {v:.2f}s" for k, v in t.items())
+            nonfinite = record.get("nonfinite")  # committed under eval.allow_nonfinite
+            note = f"  non-finite: {', '.join(nonfinite)} (allowed)" if nonfinite else ""
             self.bar.write(
                 f"gen {record['generation']:>4}  trained on {record['train_rows']} rows  "
-                f"[{steps}]  {headline(metrics, 6)}",
+                f"[{steps}]  {headline(metrics, 6)}{note}",
                 file=sys.stderr,
             )
 

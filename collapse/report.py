@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collapse import plots
+from collapse import plots, seeds
 from collapse.config import parse_yaml
 from collapse.data.shards import from_parquet, table_to_images
 from collapse.errors import UserError
@@ -27,7 +27,9 @@ def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
         text = store.read_config()
         if text is None:
             raise UserError(f"{store.uri}: no run here (config.yaml not found)")
-        name = parse_yaml(text, store.storage.uri_of("config.yaml")).get("name") or store.uri
+        raw = parse_yaml(text, store.storage.uri_of("config.yaml"))
+        name = (raw.get("name") if isinstance(raw, dict) else None) or store.uri
+        measured = _evaluations(store)
         for rec in store.committed():
             records.append(
                 {
@@ -35,13 +37,42 @@ def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
                     "uri": store.uri,
                     "generation": rec["generation"],
                     "metrics": rec["metrics"],
-                    **{k: rec[k] for k in ("feature_extractor", "samples_png", "grid") if k in rec},
+                    **{
+                        k: rec[k]
+                        for k in (
+                            "feature_extractor",
+                            "samples_png",
+                            "grid",
+                            "real_fraction",
+                            "loss_curve",
+                        )
+                        if k in rec
+                    },
                     "train_rows": rec["train_rows"],
                     "mix": rec["mix"],
+                    **({"evaluations": measured[rec["generation"]]} if measured else {}),
                 }
             )
     _disambiguate(records)
     return records
+
+
+def _evaluations(store: RunStore) -> dict[int, list[dict[str, Any]]]:
+    """The results of `collapse evaluate` by generation: each with its key, its extractor and
+    its metrics (a generation without a result of some evaluation lists it not)."""
+    from collapse.evaluate import indexes
+
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for index in indexes(store):
+        for entry in index["generations"]:
+            found[entry["generation"]].append(
+                {
+                    "evaluation": index["key"],
+                    "feature_extractor": entry["feature_extractor"],
+                    "metrics": entry["metrics"],
+                }
+            )
+    return found
 
 
 def _disambiguate(records: list[dict[str, Any]]) -> None:
@@ -59,10 +90,30 @@ def format_json(records: list[dict[str, Any]]) -> str:
 
 
 def _rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """A column per metric the chain measured, then one per metric `collapse evaluate` measured
+    again, named `metric@extractor` (numbers of two feature spaces do not compare)."""
     names = plots.metric_names(records)
-    header = ["run", "generation", *names]
-    rows = [[r["run"], r["generation"], *(r["metrics"].get(n, "") for n in names)] for r in records]
+    measured = [_measured_again(r) for r in records]
+    again = list(dict.fromkeys(k for m in measured for k in m))
+    header = ["run", "generation", *names, *again]
+    rows = [
+        [
+            r["run"],
+            r["generation"],
+            *(r["metrics"].get(n, "") for n in names),
+            *(m.get(n, "") for n in again),
+        ]
+        for r, m in zip(records, measured, strict=True)
+    ]
     return header, rows
+
+
+def _measured_again(record: dict[str, Any]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for evaluation in record.get("evaluations", []):
+        for name, value in evaluation["metrics"].items():
+            found.setdefault(f"{name}@{evaluation['feature_extractor']}", value)
+    return found
 
 
 def format_csv(records: list[dict[str, Any]]) -> str:
@@ -102,14 +153,28 @@ def _number(value: Any) -> str:
 
 def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Metric curves (one PNG per metric, a line per run); for image runs a sheet of the
-    same-noise grid over generations; for several runs a bar chart of their final generation."""
+    same-noise grid over generations; for trained runs their loss curves; for several runs a
+    bar chart of their final generation."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = plots.metric_curves(records, out)
+    groups = seed_groups(records)
+    if groups:  # chains that differ only in seed: a band per setting, not a line per seed
+        written = plots.seed_curves(seeds.across_seeds(records, groups), out)
+    else:
+        written = plots.metric_curves(records, out)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_run[r["run"]].append(r)
     for run, recs in by_run.items():
+        with_curve = [r for r in recs if r.get("loss_curve")]
+        if with_curve:
+            store = RunStore(with_curve[0]["uri"])
+            curves = [
+                (r["generation"], json.loads(store.read_artifact(r["loss_curve"])))
+                for r in with_curve
+            ]
+            title = f"{run}: training loss, a line per generation"
+            written.append(plots.loss_curves(curves, title, out / f"{_file_name(run)}-loss.png"))
         with_grid = [r for r in recs if r.get("grid")]
         if not with_grid:
             continue
@@ -126,6 +191,31 @@ def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path
     if len(by_run) > 1:
         written.append(plots.final_bars(records, out / "final.png"))
     return written
+
+
+def seed_groups(records: list[dict[str, Any]]) -> list[seeds.SeedGroup]:
+    """The records' runs grouped by setting where some setting ran with several seeds."""
+    from collapse.config import flatten
+
+    configs = {}
+    for uri in dict.fromkeys(r["uri"] for r in records):
+        store = RunStore(uri)
+        raw = parse_yaml(store.read_config() or "{}", store.storage.uri_of("config.yaml"))
+        configs[uri] = flatten(raw) if isinstance(raw, dict) else {}
+    return seeds.group_by_seed(configs)
+
+
+def seed_summary(records: list[dict[str, Any]], final: bool) -> str | None:
+    """The table across seeds (`collapse.seeds`): every generation, or with `final` (a sweep)
+    the last one all seeds of a setting reached; None when no setting ran with two seeds."""
+    groups = seed_groups(records)
+    if not groups:
+        return None
+    rows = seeds.across_seeds(records, groups)
+    if final:
+        rows = seeds.last_common(rows, groups)
+    title = "across seeds: mean ± sd [min, max]"
+    return f"{title}\n{format_rows(seeds.table_rows(rows), 'table')}"
 
 
 def _grid_images(store: RunStore, shards: list[dict[str, Any]]) -> Any:
@@ -157,26 +247,33 @@ class SweepTrials:
 
 def sweep_trials(uri: str) -> SweepTrials | None:
     """The trials of the sweep at `uri`, or None if `uri` is not a sweep."""
-    from collapse.config import flatten
-    from collapse.sweep import SWEEP_FILE, TRIALS
+    from collapse.sweep import SWEEP_FILE, TRIALS, point_keys
 
     storage = Storage(uri)
     storage.check_reachable()
     text = storage.read_text(SWEEP_FILE)
     if text is None:
         return None
-    keys = list(parse_yaml(text, storage.uri_of(SWEEP_FILE)).get("space") or {})
+    space = parse_yaml(text, storage.uri_of(SWEEP_FILE)).get("space") or {}
+    keys = [k for entry in space for k in point_keys(entry)]  # a joined entry: each key
     params = {}
     for name in sorted(storage.list_dir(TRIALS)):
         run = RunStore(storage.uri_of(f"{TRIALS}/{name}"))
         config = run.read_config()
         if config is None:
             continue
-        flat = flatten(parse_yaml(config, run.storage.uri_of("config.yaml")))
-        params[run.uri] = {key: flat.get(key) for key in keys}
+        raw = parse_yaml(config, run.storage.uri_of("config.yaml"))
+        params[run.uri] = {key: _value_at(raw, key) for key in keys}
     if not params:
         raise UserError(f"{storage.uri}: a sweep without trials yet (nothing under {TRIALS}/)")
     return SweepTrials(storage.uri, keys, params)
+
+
+def _value_at(raw: Any, key: str) -> Any:
+    """A dotted key's value in a raw config, a section (a real-fraction schedule) included."""
+    for part in key.split("."):
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
 
 
 def final_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

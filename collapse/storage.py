@@ -9,10 +9,13 @@ the new one, never a half-committed generation.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import posixpath
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,15 +27,28 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from collapse.errors import UserError
+from collapse.manifest import CHUNK as MANIFEST_CHUNK
+from collapse.manifest import FORMAT as MANIFEST_FORMAT
+from collapse.manifest import check_manifest, check_record, chunk_records
 
 MANIFEST = "manifest.json"
+MANIFEST_DIR = "manifest"  # sealed chunks of a long chain's records
 CONFIG = "config.yaml"
-MANIFEST_FORMAT = 1
 TRAIN_DIR = "train"  # a generation's Ray Train run (checkpoints), kept across restarts
 
 
 def generation_dir(generation: int) -> str:
     return f"gen-{generation:04d}"
+
+
+_GENERATION_DIR = re.compile(r"gen-(\d{4,})")
+
+
+def generation_of(name: str) -> int | None:
+    """The generation a `gen-NNNN` folder holds; None for anything else a person or a tool
+    put beside it (`gen-0002.bak`, `gen-old`), which the run never touches."""
+    match = _GENERATION_DIR.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)  # after the SDK's own retries: about 30 s in all
@@ -111,7 +127,11 @@ class Storage:
             existing = Path(self.root)
             while not existing.exists():
                 existing = existing.parent
-            if not existing.is_dir() or not os.access(existing, os.W_OK):
+            if not existing.is_dir():
+                raise UserError(f"storage {self.uri}: {existing} is not a writable directory")
+            if os.statvfs(existing).f_flag & os.ST_RDONLY:
+                raise UserError(f"storage {self.uri}: {existing} is on a read-only file system")
+            if not os.access(existing, os.W_OK):
                 raise UserError(f"storage {self.uri}: {existing} is not a writable directory")
             return
         try:
@@ -125,7 +145,8 @@ class Storage:
     def _retrying(self, what: str, rel: str, action: Callable[[], Any]) -> Any:
         """Object storage has outages of seconds to minutes (a restarting endpoint, throttling,
         a network blip): retry with backoff on top of the SDK's own retries, then stop with
-        one line. A missing file is an answer, not an outage."""
+        one line. A missing file is an answer, not an outage. A local disk does not recover by
+        waiting (full, read-only, permissions): one line at once."""
         for delay in (*RETRY_DELAYS_S, None):
             try:
                 return action()
@@ -133,7 +154,7 @@ class Storage:
                 raise
             except OSError as err:
                 if self.local:
-                    raise
+                    raise self.failure(what, rel, err) from None
                 if delay is None:
                     raise UserError(
                         f"storage {self.uri_of(rel)}: {what} failed after "
@@ -142,6 +163,14 @@ class Storage:
                     ) from None
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def failure(self, what: str, rel: str, err: OSError) -> UserError:
+        """A storage error as the user's one line: the path, the cause, what to do."""
+        reason, advice = _diagnose(err)
+        return UserError(
+            f"storage {self.uri_of(rel)}: cannot {what} ({reason}); committed generations are "
+            f"kept: {advice}, then rerun to resume"
+        )
 
     def exists(self, rel: str) -> bool:
         info = self._retrying("stat", rel, lambda: self.fs.get_file_info(self.path(rel)))
@@ -168,44 +197,101 @@ class Storage:
         through the manifest's checksum, not through how it was written.
         """
         path = self.path(rel)
-        if self.local:
-            parent = posixpath.dirname(path)
-            if parent not in self._made:
-                self.fs.create_dir(parent, recursive=True)
-                self._made.add(parent)
-        if self.local and atomic:
-            tmp = posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
-            with self.fs.open_output_stream(tmp) as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
+        if not self.local:
 
             def write() -> None:
                 with self.fs.open_output_stream(path) as f:
                     f.write(data)
 
             self._retrying("write", rel, write)
+            return
+        parent = posixpath.dirname(path)
+        target = (
+            posixpath.join(parent, f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+            if atomic
+            else path
+        )
+        try:
+            if parent not in self._made:
+                self.fs.create_dir(parent, recursive=True)
+                self._made.add(parent)
+            with self.fs.open_output_stream(target) as f:
+                f.write(data)
+            if atomic:
+                os.replace(target, path)
+        except OSError as err:
+            if atomic:  # nothing half-written is left behind
+                with contextlib.suppress(OSError):
+                    os.remove(target)
+            raise self.failure("write", rel, err) from None
 
     def delete(self, rel: str) -> None:
         """Delete a file or a directory tree."""
         if self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory:
             self.delete_dir(rel)
         else:
-            self.fs.delete_file(self.path(rel))
+            self._retrying("delete", rel, lambda: self.fs.delete_file(self.path(rel)))
 
     def delete_dir(self, rel: str) -> None:
         if self.exists(rel):
-            self.fs.delete_dir(self.path(rel))
+            self._retrying("delete", rel, lambda: self.fs.delete_dir(self.path(rel)))
             self._made = {d for d in self._made if not d.startswith(self.path(rel))}
 
     def list_dir(self, rel: str) -> list[str]:
         """Names directly under rel (files and directories), sorted; [] if it does not exist."""
         selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
-        return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(selector))
+        infos = self._retrying("list", rel, lambda: self.fs.get_file_info(selector))
+        return sorted(posixpath.basename(i.path) for i in infos)
+
+
+def _from(name: str, first: int) -> bool:
+    """Whether `name` is the folder of generation `first` or a later one."""
+    generation = generation_of(name)
+    return generation is not None and generation >= first
 
 
 def _encode(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"))
+
+
+def _records_json(encoded: list[str]) -> str:
+    """`{"generations": [...]}`, one record per line, for people too."""
+    return '{"generations": [\n' + ",\n".join(encoded) + "\n]}\n"
+
+
+def _parse_json(text: str, uri: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"{uri} is corrupt ({err}): restore it from a backup; the generations it listed "
+            "are in the gen-NNNN folders beside it"
+        ) from None
+
+
+_CAUSES = (  # errno, what the message says, what to do
+    (errno.ENOSPC, "no space left on device", "free space"),
+    (errno.EDQUOT, "disk quota exceeded", "free space"),
+    (errno.EROFS, "read-only file system", "make it writable"),
+    (errno.EACCES, "permission denied", "fix its permissions"),
+    (errno.EPERM, "operation not permitted", "fix its permissions"),
+)
+
+
+def storage_cause(text: str, number: int | None = None) -> tuple[str, str] | None:
+    """(cause, advice) when an error's errno or message is one of a full, read-only or
+    forbidden file system: pyarrow does not always set `errno`, and an error that crossed a
+    Ray worker is text, but both name the cause in their message."""
+    text = text.lower()
+    for errno_, reason, advice in _CAUSES:
+        if number == errno_ or reason in text or f"errno {errno_}]" in text:
+            return reason, advice
+    return None
+
+
+def _diagnose(err: OSError) -> tuple[str, str]:
+    """(cause, advice) of a storage error."""
+    return storage_cause(str(err), err.errno) or (_first_line(err), "check the storage")
 
 
 def _first_line(err: BaseException) -> str:
@@ -219,8 +305,9 @@ class RunStore:
     def __init__(self, run_uri: str):
         self.storage = Storage(run_uri)
         self.uri = self.storage.uri
-        self._manifest: dict[str, Any] | None = None
-        self._encoded: list[str] = []
+        self._records: list[dict[str, Any]] | None = None
+        self._encoded: list[str] = []  # each committed record's JSON, encoded once
+        self._sealed: list[dict[str, Any]] = []  # the head's references to sealed chunks
 
     @classmethod
     def for_config(cls, storage_uri: str, name: str) -> RunStore:
@@ -234,27 +321,42 @@ class RunStore:
         self.storage.write_bytes(CONFIG, text.encode("utf-8"), atomic=True)
 
     # manifest -------------------------------------------------------------------------------
-    def manifest(self, refresh: bool = False) -> dict[str, Any]:
-        if self._manifest is None or refresh:
-            text = self.storage.read_text(MANIFEST)
-            if text is None:
-                self._manifest = {"format": MANIFEST_FORMAT, "generations": []}
-            else:
-                try:
-                    self._manifest = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{self.storage.uri_of(MANIFEST)} is corrupt: {err}") from None
-            self._encoded = [_encode(g) for g in self._manifest["generations"]]
-        return self._manifest
+    def committed(self, refresh: bool = False) -> list[dict[str, Any]]:
+        """Every committed generation's record, in order (read once, then kept up to date)."""
+        if self._records is None or refresh:
+            self._load()
+        assert self._records is not None
+        return self._records
 
-    def committed(self) -> list[dict[str, Any]]:
-        return self.manifest()["generations"]
+    def _load(self) -> None:
+        text = self.storage.read_text(MANIFEST)
+        self._records, self._encoded, self._sealed = [], [], []
+        if text is None:
+            return
+        uri = self.storage.uri_of(MANIFEST)
+        head = check_manifest(_parse_json(text, uri), uri)
+        for ref in head.get("sealed", []):
+            chunk = self.storage.read_bytes(ref["path"])
+            chunk_uri = self.storage.uri_of(ref["path"])
+            if hashlib.sha256(chunk).hexdigest() != ref["sha256"]:
+                raise UserError(
+                    f"{chunk_uri} does not match the checksum in {uri}: restore it from a backup"
+                )
+            records = chunk_records(
+                _parse_json(chunk.decode("utf-8"), chunk_uri), ref, chunk_uri, uri
+            )
+            self._records.extend(records)
+            self._sealed.append(ref)
+        self._records.extend(head["generations"])
+        self._encoded = [_encode(r) for r in self._records]
 
     def commit(self, record: dict[str, Any]) -> None:
         """Append one generation's record and publish the manifest: the generation now counts.
 
-        Each record is encoded once and kept, so a chain of thousands of generations does not
-        re-serialise its whole history at every commit (one record per line, for people too).
+        The manifest is a small head, replaced atomically: the records of the last chunk
+        inline, and the earlier ones in sealed chunk files of MANIFEST_CHUNK records, each
+        written once, before the head that names it. So a commit writes at most one chunk and
+        the head, however long the chain (on S3, which cannot append, as on a local disk).
         """
         generations = self.committed()
         if record["generation"] != len(generations):
@@ -262,28 +364,50 @@ class RunStore:
                 f"commit of generation {record['generation']}, "
                 f"but the manifest expects {len(generations)}"
             )
-        encoded = [*self._encoded, _encode(record)]
-        self._publish(encoded)
+        try:
+            check_record(record, len(generations))
+        except ValueError as err:
+            raise RuntimeError(f"refusing to commit an invalid manifest record: {err}") from None
+        self._encoded.append(_encode(record))
+        try:
+            self._publish(len(self._encoded))
+        except BaseException:
+            self._encoded.pop()
+            raise
         generations.append(record)
-        self._encoded = encoded
 
-    def _publish(self, encoded: list[str]) -> None:
-        text = f'{{"format": {MANIFEST_FORMAT}, "generations": [\n' + ",\n".join(encoded) + "\n]}\n"
-        self.storage.write_bytes(MANIFEST, text.encode("utf-8"), atomic=True)
+    def _publish(self, count: int) -> None:
+        """Make the first `count` encoded records the committed ones: seal the full chunks not
+        sealed yet (a record never changes once committed, so a sealed chunk stays valid for
+        as long as all its generations stay), then replace the head."""
+        sealed = self._sealed[: count // MANIFEST_CHUNK]
+        while len(sealed) < count // MANIFEST_CHUNK:
+            first = len(sealed) * MANIFEST_CHUNK
+            data = _records_json(self._encoded[first : first + MANIFEST_CHUNK]).encode("utf-8")
+            path = f"{MANIFEST_DIR}/generations-{first:06d}.json"
+            self.storage.write_bytes(path, data)
+            digest = hashlib.sha256(data).hexdigest()
+            ref = {"path": path, "sha256": digest, "bytes": len(data), "first": first}
+            sealed.append({**ref, "count": MANIFEST_CHUNK})
+        tail = self._encoded[len(sealed) * MANIFEST_CHUNK : count]
+        refs = "".join(f"{_encode(ref)},\n" for ref in sealed).rstrip(",\n")
+        head = f'{{"format": {MANIFEST_FORMAT}, "sealed": [\n{refs}\n], ' + _records_json(tail)[1:]
+        self.storage.write_bytes(MANIFEST, head.encode("utf-8"), atomic=True)
+        self._sealed = sealed
 
     def truncate(self, generations: int) -> None:
         """Keep only the first `generations` committed generations; the files of the later ones
         (and their latent caches) go, all but the Ray Train checkpoints of the first dropped
         one, which trained on kept inputs."""
-        self.manifest()
-        self._publish(self._encoded[:generations])
-        self.manifest(refresh=True)
+        self.committed()
+        self._publish(generations)
+        self.committed(refresh=True)
         for name in self.storage.list_dir(""):
-            if name.startswith("gen-") and int(name[4:]) > generations:
+            if _from(name, generations + 1):
                 self.storage.delete_dir(name)
         self.clear_generation(generations)
         for name in self.storage.list_dir("latents"):
-            if name.startswith("gen-") and int(name[4:]) >= generations:
+            if _from(name, generations):
                 self.storage.delete_dir(f"latents/{name}")
 
     # generations ----------------------------------------------------------------------------

@@ -13,8 +13,19 @@ from collapse.cli import main
 EXPECTED = {
     "train": ["plain PyTorch loop", "ours: Ray Train + Ray Data (steady)", "ratio ours / plain"],
     "sample": ["plain PyTorch loop", "ours: Ray Data actor pool + shards", "ratio ours / plain"],
-    "chain": ["per generation (plan, fit, sample, commit)", "generation 1: wall", "share of a"],
-    "data": ["PyTorch DataLoader", "Ray Data -> TorchTrainer", "ratio Ray Data / DataLoader"],
+    "chain": [
+        "fully_synthetic, first 10%:",
+        "accumulate, ratio last / first:",
+        "accumulate, resume, S3 (moto):",
+        "generation 1: wall",
+        "fixed in train, generation 1",
+        "share of a",
+    ],
+    "data": [
+        "ratio ours / DataLoader rows/s, held in memory",
+        "ratio ours / DataLoader rows/s, streamed",
+        "goal: both ratios",
+    ],
 }
 
 

@@ -10,7 +10,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+
+from collapse import __version__
 from collapse.chain import run_chain
+from collapse.cli import _parser, main
 from collapse.config import load_config
 from collapse.storage import RunStore
 
@@ -59,7 +64,7 @@ def test_run_then_rerun_then_report(cli_env, tmp_path):
     assert "nothing to do" in again.stdout
     refused = collapse(cli_env, "run", "configs/quickstart.yaml", "--storage", storage, check=False)
     assert refused.returncode == 2
-    assert "differs in: data.n_train, generations, sample.n" in refused.stderr
+    assert "differs in: data.n_train, sample.n)" in refused.stderr  # generations: raised
     assert "Traceback" not in refused.stderr
 
     report = json.loads(
@@ -145,3 +150,67 @@ def test_without_ray_address_a_local_ray_is_started_on_demand(tmp_path):
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
     assert f"done: generations 0-1 committed in {runs}/quickstart" in result.stdout
+
+
+def test_version_and_help_for_every_option(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"collapse {__version__}\n"
+    commands = next(a for a in _parser()._actions if a.choices and a.dest == "command")
+    assert {"run", "resume", "evaluate", "list"} <= set(commands.choices)
+    missing = [
+        f"{name} {action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
+    assert not missing, f"options without help: {missing}"
+
+
+def test_list_reads_the_registries(capsys):
+    from collapse.config import METRICS, SOURCE_FORMS
+    from collapse.families import NAMES
+
+    for kind, names in (("families", NAMES), ("sources", SOURCE_FORMS), ("metrics", METRICS)):
+        assert main(["list", kind]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split()[0] for line in lines] == list(names)
+    assert main(["list", "strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "ra_reflow     alias of rca_reflow" in out and "self_correct" in out
+    assert main(["list", "losses"]) == 2
+
+
+def test_dry_run_shows_the_plan_and_resources_and_writes_nothing(tmp_path, capsys):
+    storage = tmp_path / "runs"
+    argv = ["run", "configs/quickstart.yaml", "--storage", str(storage), "--dry-run"]
+    argv += ["--set", "data.loop=fresh_data", "--set", "data.real_fraction=0.5"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"run: {storage}/quickstart\n  new run: generations 0-9" in out
+    assert "  loop: fresh_data" in out  # the resolved config
+    assert "gen 0: 500 rows = 500 real rows [0, 500)" in out
+    assert "gen 2: 500 rows = 250 real rows [750, 1000) + 250 samples of gen 1 [0, 250)" in out
+    assert "chain     1 x the chain's actor (whole run): 1 CPU each" in out
+    assert not storage.exists()
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        yaml.safe_dump(
+            {
+                "name": "flow",
+                "data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000, "n_eval": 360},
+                "model": {"family": "rectified_flow"},
+                "train": {"workers": 4, "use_gpu": True},
+                "sample": {"workers": 2},
+            }
+        )
+    )
+    assert main(["run", str(flow), "--storage", str(storage), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "train     4 x Ray Train workers: 0 CPU + 1 GPU each" in out
+    assert "sample    2 x Ray Data sampling actors: 0 CPU + 1 GPU each" in out
+    assert "evaluate  1 x image evaluation task: 1 CPU + 1 GPU each" in out
+    assert "at most 1 CPU + 4 GPU at once" in out
+    assert "gen-NNNN/train/: Ray Train checkpoints, kept while its generation is in flight" in out
+    assert not storage.exists()

@@ -62,7 +62,9 @@ def test_eval_defaults_follow_the_kind_of_data():
     vectors = validate({})
     assert vectors.eval.features == "raw"
     assert vectors.eval.metrics == ["w2", "mmd", "mean_err", "var", "precision", "recall"]
-    digits = validate({"data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000}})
+    digits = validate(
+        {"data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000, "n_eval": 360}}
+    )
     assert digits.eval.features == "digits-cnn"
     assert digits.eval.metrics == ["fid", "kid", "precision", "recall", "density", "coverage"]
     cifar = validate({"data": {"real": "torchvision:cifar10"}})
@@ -81,7 +83,11 @@ def test_dump_and_reload_is_identity():
     for raw in (
         {"model": {"family": "gmm", "components": 3}},
         {"model": {"family": "rectified_flow"}, "strategy": {"name": "reflow"}},
-        {"model": {"family": "rectified_flow"}, "strategy": {"name": "ocar", "sigma": 0.3}},
+        {
+            "model": {"family": "rectified_flow"},
+            "strategy": {"name": "ocar", "sigma": 0.3},
+            "data": {"loop": "accumulate"},
+        },
     ):
         config = validate(raw)
         assert validate(parse_yaml(dump_yaml(config), "x")) == config

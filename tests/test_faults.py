@@ -295,10 +295,12 @@ def one_flow_generation(tmp_path, hidden: int, **train):
 def test_a_deleted_checkpoint_is_found_at_resume_and_training_restarts(
     ray_cluster, tmp_path, capsys
 ):
-    config = one_flow_generation(tmp_path, 16, workers=1, steps=10, checkpoint_every=5)
+    config = one_flow_generation(
+        tmp_path, 16, workers=1, steps=10, checkpoint_every=5, keep_checkpoints=1
+    )
     first = run_chain(config).records
     store = RunStore(str(tmp_path / "t"))
-    store.truncate(0)  # generation 0 is in flight again, with its checkpoints
+    store.truncate(0)  # generation 0 is in flight again, with its checkpoints (kept: 1)
     snapshot = tmp_path / "t" / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
     latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]["checkpoint_dir_name"]
     checkpoint = snapshot.parent / latest

@@ -1,10 +1,10 @@
 import pytest
 
-from collapse.data.mix import plan_mix
+from collapse.data.mix import expand, plan_mix
 
 
 def summary(plan):
-    return [(p.source, p.generation, p.count, [list(r) for r in p.rows]) for p in plan]
+    return [(p.source, p.generation, p.count, [list(r) for r in p.rows]) for p in expand(plan)]
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,18 @@ def test_plan_refuses_missing_history_and_short_samples():
         plan_mix("fully_synthetic", 1, 10, 0.0, 100, [5])
     with pytest.raises(ValueError, match="unknown loop"):
         plan_mix("recycle", 1, 10, 0.0, 100, [10])
+
+
+def test_an_accumulate_plan_is_compact_and_plans_the_same_rows_as_one_part_per_generation():
+    counts = [50] * 5000 + [40] * 3 + [50] * 2
+    plan = plan_mix("accumulate", len(counts), 50, 0.0, 1000, counts)
+    assert [p.as_record() for p in plan] == [
+        {"source": "real", "generation": None, "count": 50, "rows": [[0, 50]]},
+        {"source": "synthetic", "generation": 0, "count": 250_000, "rows": [[0, 50]], "last": 4999},
+        {"source": "synthetic", "generation": 5000, "count": 120, "rows": [[0, 40]], "last": 5002},
+        {"source": "synthetic", "generation": 5003, "count": 100, "rows": [[0, 50]], "last": 5004},
+    ]
+    one_per_generation = [("real", None, 50, [[0, 50]])] + [
+        ("synthetic", g, n, [[0, n]]) for g, n in enumerate(counts)
+    ]
+    assert summary(plan) == one_per_generation

@@ -59,8 +59,9 @@ def test_rca_reflow_chain_trains_on_two_workers_and_stores_pairs(ray_cluster, tm
         assert np.isfinite(list(record["metrics"].values())).all()
         table = pq.read_table(io.BytesIO(store.read_artifact(record["samples"][0])))
         assert "noise" in table.column_names  # (noise, sample) pairs for the next reflow
-    # each generation's Ray Train run, with its checkpoints, lives under the generation
-    assert "train" in store.storage.list_dir("gen-0001")
+    # each generation's Ray Train run lives under the generation until it is committed; then
+    # its checkpoints are pruned (train.keep_checkpoints: 0), the committed model stays
+    assert "train" not in store.storage.list_dir("gen-0001")
     with np.load(io.BytesIO(store.read_artifact(records[1]["model"][0]))) as npz:
         assert "spec" in npz.files and any(k.startswith("w.") for k in npz.files)
     # generation 0 learned the ring: samples sit near radius 2, not at the noise's radius ~1.25

@@ -1,50 +1,79 @@
-"""Zhu et al. (arXiv 2412.08175) on a toy: reflow on its own pairs drifts away from the data,
-while pairing real rows (RCA Reflow) or building pairs online (OCAR) keeps it close.
+"""Zhu et al. (arXiv 2412.08175) on a toy, across seeds: reflow on its own pairs stays as far from
+the data as its generation 0 (and the noise its reverse ODE gives real rows drifts from N(0, I)),
+while pairing real rows by the reverse ODE (RCA Reflow) or building pairs online (OCAR) brings
+the chain closer, by more than the spread between seeds.
 
-Seeded and small: 5 generations on toy:mog8, the velocity net trained in Ray Train's local
-mode (`train.workers: 0`), about a minute for the three chains.
+The settings of `configs/sweeps/reflow_seeds.yaml`, cut to 3 generations and seeds 0-2: 8
+Gaussians, 1,024 pairs, an MLP 64x2 trained from scratch for 300 steps in Ray Train's local
+mode (`train.workers: 0`). README.md ("Reproducing the papers") has the 5-seed figures.
 """
+
+import statistics
+
+import pytest
+import torch
 
 from collapse.config import validate
 from tests.helpers import run_in_process
 
+SEEDS = (0, 1, 2)
+ARMS = {
+    "reflow": ({"name": "reflow"}, "fully_synthetic"),
+    "rca_reflow": ({"name": "rca_reflow", "reverse_steps": 10}, "synthetic_augmentation"),
+    "ocar": ({"name": "ocar", "reverse_steps": 10}, "synthetic_augmentation"),
+}
 
-def chain(tmp_path, name, strategy, loop, real_fraction):
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as a Ray worker with one CPU has: for these tiny nets it is several
+    times faster than two on a busy 2-core machine (OCAR's per-batch ODEs 15x, measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def final_metrics(tmp_path, arm, seed):
+    strategy, loop = ARMS[arm]
     config = validate(
         {
-            "name": name,
+            "name": f"{arm}-{seed}",
+            "seed": seed,
             "storage": str(tmp_path),
-            "generations": 5,
+            "generations": 3,
             "data": {
                 "real": "toy:mog8",
                 "n_real": 1024,
                 "n_train": 1024,
                 "n_eval": 1024,
                 "loop": loop,
-                "real_fraction": real_fraction,
+                "real_fraction": 0.5,
             },
-            "model": {"family": "rectified_flow", "net": {"hidden": 64, "depth": 2}},
+            "model": {
+                "family": "rectified_flow",
+                "net": {"hidden": 64, "depth": 2},
+                "init": "scratch",
+            },
             "strategy": strategy,
             "train": {"workers": 0, "batch_size": 256, "steps": 300, "lr": 3e-3, "ema_decay": 0.99},
             "sample": {"steps": 10},
-            "eval": {"metrics": ["w2"]},
+            "eval": {"metrics": ["w2", "mmd", "inversion"]},
         }
     )
-    return [r["metrics"]["w2"] for r in run_in_process(config)]
+    return run_in_process(config)[-1]["metrics"]
 
 
-def test_reflow_drifts_while_real_pairs_and_online_pairs_stay_close(ray_cluster, tmp_path):
-    reflow = chain(tmp_path, "reflow", {"name": "reflow"}, "fully_synthetic", 0.0)
-    rca = chain(
-        tmp_path, "rca", {"name": "rca_reflow", "reverse_steps": 10}, "synthetic_augmentation", 0.5
-    )
-    ocar = chain(
-        tmp_path, "ocar", {"name": "ocar", "reverse_steps": 10}, "synthetic_augmentation", 0.5
-    )
-    assert reflow[-1] > reflow[0], f"reflow should drift away from the data: {reflow}"
-    for mitigated in (rca, ocar):
-        assert mitigated[-1] < mitigated[0] + 0.02, (
-            f"should stay close to generation 0: {mitigated}"
-        )
-        assert mitigated[-1] - mitigated[0] < reflow[-1] - reflow[0]
-        assert mitigated[-1] < 0.75 * reflow[-1]
+def test_real_pairs_and_online_pairs_end_closer_than_reflow_by_more_than_the_seed_spread(
+    ray_cluster, one_thread, tmp_path
+):
+    final = {arm: [final_metrics(tmp_path, arm, s) for s in SEEDS] for arm in ARMS}
+    for metric in ("w2", "mmd", "inversion_w2"):
+        reflow = [m[metric] for m in final["reflow"]]
+        for arm in ("rca_reflow", "ocar"):
+            mitigated = [m[metric] for m in final[arm]]
+            spread = max(statistics.stdev(reflow), statistics.stdev(mitigated))
+            gap = statistics.fmean(reflow) - statistics.fmean(mitigated)
+            seen = f"{metric}: reflow {reflow}, {arm} {mitigated}"
+            assert max(mitigated) < min(reflow), f"every seed of {arm} ends lower; {seen}"
+            assert gap > 2 * spread, f"the gap is more than twice the spread; {seen}"

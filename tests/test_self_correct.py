@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from collapse.errors import UserError
 from collapse.strategies import correction
 from collapse.strategies.correct import correct_rows
 from tests.helpers import make_config, run_in_process
@@ -19,6 +20,115 @@ def test_langevin_on_the_true_score_restores_a_collapsed_gaussian():
     out = correction.langevin(collapsed, correction.gaussian_score, 0.05, noise)
     np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=0.03)
     np.testing.assert_allclose(out.var(axis=0), 1.0, rtol=0.05)
+
+
+def test_ideal_computes_what_it_computed_before_mala_and_exact():
+    """Stored runs resume identically: these rows are what unadjusted `ideal` gave before the
+    exact and Metropolis-adjusted correctors were added (same streams, same steps)."""
+    config = make_config(
+        "/unused",
+        data={"real": "toy:gaussian", "dim": 3, "n_real": 50, "n_train": 50, "n_eval": 50},
+        strategy={
+            "name": "self_correct",
+            "corrector": "ideal",
+            "correct_fraction": 0.6,
+            "strength": 0.3,
+        },
+    )
+    x = np.arange(15, dtype=np.float32).reshape(5, 3) / 7 - 1
+    out, touched = correct_rows(
+        x, np.arange(10, 15), config.strategy, "toy:gaussian", None, seed=11, generation=4
+    )
+    assert touched.tolist() == [True, False, False, True, True]
+    before = [
+        [2.61220026, -0.329361856, -1.106377125],
+        [-0.571428537, -0.428571403, -0.285714269],
+        [-0.142857134, 0.0, 0.142857194],
+        [0.064773656, 0.183593199, -0.654234409],
+        [0.641097069, 0.603032589, 2.35747385],
+    ]
+    np.testing.assert_allclose(out, before, rtol=1e-7, atol=1e-8)
+
+
+MOG8_CENTRES = 2.0 * np.stack(
+    [np.cos(2 * np.pi * np.arange(8) / 8), np.sin(2 * np.pi * np.arange(8) / 8)], axis=1
+)
+
+
+def _in_mode_spread(x: np.ndarray) -> float:
+    nearest = np.linalg.norm(x[:, None, :] - MOG8_CENTRES[None], axis=2).argmin(axis=1)
+    return float((x - MOG8_CENTRES[nearest]).std())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_langevin_in_mode_spread_matches_the_truth_when_metropolis_adjusted(seed):
+    """On toy:mog8 (std 0.2, curvature L = 25) from modes collapsed to 0.3 of their width:
+    Metropolis-adjusted Langevin ends at the true std within its Monte-Carlo error, at any step;
+    unadjusted Langevin ends at its own closed form 0.2 / sqrt(1 - step L / 2): 7% wide at
+    step 0.01 (far beyond that error), and about 0.32 at the old default 0.05 (now refused)."""
+    n, steps = 10_000, 50
+    rng = np.random.default_rng(seed)
+    centre = MOG8_CENTRES[rng.integers(8, size=n)]
+    x = centre + 0.3 * 0.2 * rng.standard_normal((n, 2))
+    noise, uniforms = rng.standard_normal((n, steps, 2)), rng.random((n, steps))
+    error = 0.2 / np.sqrt(2 * 2 * n)  # standard error of a std from 2n normal values
+    for step in (0.02, 0.05):
+        out = correction.mala(
+            x, correction.mog8_score, correction.mog8_log_density, step, noise, uniforms
+        )
+        assert abs(_in_mode_spread(out) - 0.2) < 4 * error, step
+    unadjusted = _in_mode_spread(correction.langevin(x, correction.mog8_score, 0.01, noise))
+    assert abs(unadjusted - 0.2 / np.sqrt(1 - 0.01 * 25 / 2)) < 4 * error
+    assert unadjusted - 0.2 > 10 * error
+    assert _in_mode_spread(correction.langevin(x, correction.mog8_score, 0.05, noise)) > 0.3
+
+
+def test_mala_is_exact_on_a_gaussian_where_unadjusted_langevin_is_four_times_too_wide():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(20_000, 1)) * 0.1 + 2.0
+    noise, uniforms = rng.standard_normal((20_000, 60, 1)), rng.random((20_000, 60))
+    exact = correction.mala(
+        x, correction.gaussian_score, correction.gaussian_log_density, 1.5, noise, uniforms
+    )
+    np.testing.assert_allclose([exact.mean(), exact.var()], [0.0, 1.0], atol=0.04)
+    biased = correction.langevin(x, correction.gaussian_score, 1.5, noise)
+    assert biased.var() == pytest.approx(1 / (1 - 1.5 / 2), rel=0.05)  # 4
+
+
+def test_mog8_log_density_has_the_score_as_its_gradient():
+    x = np.random.default_rng(6).normal(size=(50, 2)) * 1.5
+    h = 1e-5
+    numeric = np.stack(
+        [
+            (correction.mog8_log_density(x + h * e) - correction.mog8_log_density(x - h * e))
+            / (2 * h)
+            for e in np.eye(2)
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(numeric, correction.mog8_score(x), rtol=1e-5, atol=1e-4)
+
+
+def test_an_unadjusted_step_beyond_the_curvature_is_refused_in_one_line():
+    mog8 = {"real": "toy:mog8", "n_real": 50, "n_train": 50, "n_eval": 50}
+    ideal = {"name": "self_correct", "corrector": "ideal"}
+    with pytest.raises(UserError, match=r"step_size: 0.05 x the largest curvature") as err:
+        make_config("/unused", data=mog8, strategy=ideal)
+    assert "\n" not in str(err.value) and "metropolis: true" in str(err.value)
+    assert make_config("/unused", data=mog8, strategy={**ideal, "metropolis": True})
+    assert make_config("/unused", data=mog8, strategy={**ideal, "step_size": 0.004})
+    assert make_config("/unused", strategy=ideal)  # toy:gaussian: 0.05 x 1, as before
+
+
+@pytest.mark.parametrize("metropolis", [False, True])
+def test_ideal_at_strength_0_runs_no_step_and_leaves_the_rows(metropolis):
+    strategy = make_config(
+        "/unused",
+        strategy={"name": "self_correct", "strength": 0.0, "metropolis": metropolis},
+    ).strategy
+    x = np.random.default_rng(7).normal(size=(20, 2)).astype(np.float32)
+    out, _ = correct_rows(x, np.arange(20), strategy, "toy:gaussian", None, seed=1, generation=2)
+    np.testing.assert_array_equal(out, x)
 
 
 def test_mog8_score_points_to_the_nearest_mode():

@@ -9,6 +9,13 @@ from collapse.errors import UserError
 from collapse.storage import RunStore, Storage
 
 
+def record(store: RunStore, generation: int, **fields) -> dict:
+    """A minimal valid manifest record of `generation`, its one artifact written."""
+    art = store.write_artifact(generation, "samples/part-00000.parquet", b"abc", rows=1)
+    base = {"generation": generation, "mix": [], "train_rows": 1, "sample_rows": 1}
+    return {**base, "samples": [art], "model": [art], "metrics": {}, **fields}
+
+
 @pytest.fixture(params=["local", "s3"])
 def run_uri(request, tmp_path):
     if request.param == "local":
@@ -31,14 +38,17 @@ def test_manifest_commit_and_reload(run_uri):
     store = RunStore(run_uri)
     store.storage.check_reachable()
     assert store.committed() == []
-    art = store.write_artifact(0, "samples/part-00000.parquet", b"abc", rows=1)
+    first = record(store, 0, metrics={"w2": 0.5})
+    art = first["samples"][0]
     assert art["path"] == "gen-0000/samples/part-00000.parquet" and art["rows"] == 1
-    store.commit({"generation": 0, "samples": [art], "metrics": {"w2": 0.5}})
+    store.commit(first)
     again = RunStore(run_uri)
     assert again.committed()[0]["metrics"] == {"w2": 0.5}
     assert again.read_artifact(again.committed()[0]["samples"][0]) == b"abc"
     with pytest.raises(RuntimeError, match="expects 1"):
-        again.commit({"generation": 3})
+        again.commit(record(again, 3))
+    with pytest.raises(RuntimeError, match="'sample_rows' must be int"):
+        again.commit(record(again, 1, sample_rows="5"))
 
 
 def test_checksum_mismatch_names_the_artifact(run_uri):
@@ -60,8 +70,9 @@ def test_clear_generation_removes_scratch_only(run_uri):
 def test_local_manifest_write_leaves_no_temporary_files(tmp_path):
     store = RunStore(str(tmp_path / "r"))
     for g in range(3):
-        store.commit({"generation": g})
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["manifest.json"]
+        store.commit(record(store, g))
+    names = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert names == ["gen-0000", "gen-0001", "gen-0002", "manifest.json"]
     assert len(json.loads((tmp_path / "r" / "manifest.json").read_text())["generations"]) == 3
 
 
@@ -69,10 +80,15 @@ def test_s3_objects_are_where_the_layout_says(s3_bucket, s3_server):
     store = RunStore(f"s3://{s3_bucket}/runs/r2")
     store.write_config("name: r2\n")
     store.write_artifact(0, "metrics.json", b"{}")
-    store.commit({"generation": 0})
+    store.commit(record(store, 0))
     client = boto3.client("s3", endpoint_url=s3_server["AWS_ENDPOINT_URL"])
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"])
-    assert keys == ["runs/r2/config.yaml", "runs/r2/gen-0000/metrics.json", "runs/r2/manifest.json"]
+    assert keys == [
+        "runs/r2/config.yaml",
+        "runs/r2/gen-0000/metrics.json",
+        "runs/r2/gen-0000/samples/part-00000.parquet",
+        "runs/r2/manifest.json",
+    ]
 
 
 def test_missing_bucket_and_unreachable_endpoint_are_user_errors(s3_bucket, monkeypatch):
@@ -89,3 +105,46 @@ def test_local_check_does_not_create_the_run(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a writable directory"):
         Storage(str(tmp_path / "file" / "run")).check_reachable()
+
+
+def test_a_long_chain_commits_in_constant_time_and_reads_back_whole(run_uri):
+    """Sealed chunks of 64 records plus an inline tail: the head stays small however long
+    the chain, every record reads back, and truncation across a chunk works."""
+    store = RunStore(run_uri)
+    heads = []
+    for g in range(150):
+        store.commit(record(store, g, metrics={"g": float(g)}))
+        heads.append(len(store.storage.read_bytes("manifest.json")))
+    assert store.storage.list_dir("manifest") == [
+        "generations-000000.json",
+        "generations-000064.json",
+    ]
+    assert max(heads[128:]) < max(heads[:64]) + 400  # the head does not grow with the chain
+    again = RunStore(run_uri).committed()
+    assert [r["metrics"]["g"] for r in again] == [float(g) for g in range(150)]
+    store.truncate(100)
+    assert [r["generation"] for r in RunStore(run_uri).committed()] == list(range(100))
+    store.commit(record(store, 100))
+    assert len(RunStore(run_uri).committed()) == 101
+
+
+def test_a_manifest_of_format_1_still_reads_and_is_upgraded_at_the_next_commit(tmp_path):
+    store = RunStore(str(tmp_path / "r"))
+    old = [record(store, g) for g in range(70)]
+    text = '{"format": 1, "generations": [\n' + ",\n".join(json.dumps(r) for r in old) + "\n]}"
+    (tmp_path / "r" / "manifest.json").write_text(text)
+    assert RunStore(str(tmp_path / "r")).committed() == old
+    store.commit(record(store, 70))
+    head = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert head["format"] == 2 and len(head["sealed"]) == 1 and len(head["generations"]) == 7
+    assert RunStore(str(tmp_path / "r")).committed() == [*old, record(store, 70)]
+
+
+def test_a_damaged_sealed_chunk_is_one_line(tmp_path):
+    store = RunStore(str(tmp_path / "r"))
+    for g in range(64):
+        store.commit(record(store, g))
+    chunk = tmp_path / "r" / "manifest" / "generations-000000.json"
+    chunk.write_text(chunk.read_text().replace('"generation":5', '"generation":6'))
+    with pytest.raises(UserError, match="generations-000000.json does not match the checksum"):
+        RunStore(str(tmp_path / "r")).committed()

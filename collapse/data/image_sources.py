@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageOps
 
+from collapse.config import BUILTIN_ROWS
+from collapse.data.checks import MAX_IMAGE_PIXELS
 from collapse.data.shards import images_to_table, vectors_to_table
 from collapse.data.sources import toy_sample
 from collapse.errors import UserError
@@ -34,7 +38,16 @@ SOURCE_FORMS = (
 # sklearn's digits have no official split: a fixed shuffle cut 80/20 gives both splits every
 # class and is the same on every machine.
 DIGITS_ROWS = 1797
-DIGITS_TRAIN = 1437
+DIGITS_TRAIN = BUILTIN_ROWS["sklearn:digits"][0]
+# What a damaged or hostile file makes PIL's decoders raise, besides OSError.
+_UNDECODABLE = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 class SourceTables(Iterator[pa.Table]):
@@ -255,12 +268,22 @@ def _folder(
 def _load_image(
     path: Path, size: int | None, shape: tuple[int, int] | None
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """One RGB image, and the (width, height) every later image must have."""
+    """One RGB image, and the (width, height) every later image must have.
+
+    An image over PIL's decompression-bomb limit is refused before it is decoded (PIL only
+    warns below twice the limit; that warning is made an error here)."""
     try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except OSError as err:
-        raise UserError(f"{path}: not a readable image ({err})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UserError(
+            f"{path}: over {MAX_IMAGE_PIXELS} pixels, PIL's decompression-bomb limit; "
+            "shrink it or leave it out"
+        ) from None
+    except _UNDECODABLE as err:
+        raise UserError(f"{path}: not a readable image ({_first_line(err)})") from None
     if size is not None:
         image = ImageOps.fit(image, (size, size), Image.BICUBIC)
     elif shape is not None and image.size != shape:
@@ -274,16 +297,24 @@ def _load_image(
 def _read_captions(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise UserError(f"captions {path}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"captions {path}: cannot be read as UTF-8 text ({err})") from None
     by_file: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                by_file[Path(record["file"]).as_posix()] = str(record["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise UserError(
-                    f'{path}:{n}: expected {{"file": "relative/path.png", "text": "..."}} ({err})'
-                ) from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            by_file[Path(record["file"]).as_posix()] = str(record["text"])
+        except (KeyError, TypeError, ValueError, RecursionError) as err:
+            raise UserError(
+                f'{path}:{n}: expected {{"file": "relative/path.png", "text": "..."}} ({err})'
+            ) from None
     return by_file
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -5,15 +5,26 @@ on first use, `<run>/real/{train,test}` (or `<run>/real/all` for a folder, which
 splits), so a run carries the exact real rows it was measured against, wherever it resumes. A
 `parquet:URI` dataset is read where it is. Without a test split, the held-out rows are the
 n_eval rows right after the pool, never trained on.
+
+The data a run reads is checked whole before its first generation trains
+(`collapse.data.checks`): the user's own data (a parquet dataset, a folder) by `check`, before
+anything is written to the run, and the run's copies of built-in sources by `ensure`, once
+they are prepared.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from collapse.config import RunConfig
+from collapse.config import IMAGE_METRICS, VECTOR_METRICS, RunConfig
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.storage import CONFIG, RunStore
+
+if TYPE_CHECKING:
+    from collapse.data.space import DataSpace
+
+REAL_DIR = "real"  # built-in sources, prepared into the run
 
 
 @dataclass(frozen=True)
@@ -31,19 +42,70 @@ def locate(config: RunConfig, store: RunStore) -> RealData:
     if kind == "parquet":
         return RealData(rest, pool, rest, held_out)
     if kind == "folder":
-        uri = store.storage.uri_of("real/all")
+        uri = store.storage.uri_of(f"{REAL_DIR}/all")
         return RealData(uri, pool, uri, held_out)
     return RealData(
-        store.storage.uri_of("real/train"),
+        store.storage.uri_of(f"{REAL_DIR}/train"),
         pool,
-        store.storage.uri_of("real/test"),
+        store.storage.uri_of(f"{REAL_DIR}/test"),
         (0, data.n_eval),
     )
 
 
+def check(config: RunConfig, store: RunStore) -> None:
+    """The data check of the user's own real data, before anything is written to the run: a
+    parquet dataset's index, row counts, fit to the config and every value of every shard; a
+    folder's image count and every image, decoded one at a time (unless a resumed run has
+    its copy, which `ensure` checks). Each fault is one UserError naming the file."""
+    from collapse.data.dataset import DATASET_INDEX, open_dataset
+    from collapse.data.image_sources import real_tables
+    from collapse.data.space import DataSpace
+
+    data = config.data
+    kind, _, rest = data.real.partition(":")
+    if kind == "parquet":
+        dataset = open_dataset(rest)
+        need = data.n_real + data.n_eval
+        if dataset.rows < need:
+            raise UserError(
+                f"data.n_eval: the run needs {need} rows of {dataset.uri} (data.n_real "
+                f"{data.n_real} + data.n_eval {data.n_eval}), which has {dataset.rows}"
+            )
+        check_fit(config, DataSpace.of_index(dataset.index), dataset.uri)
+        dataset.verify()
+    elif kind == "folder":
+        copy = locate(config, store).pool_uri
+        if store.storage.exists(CONFIG) and RunStore(copy).storage.exists(DATASET_INDEX):
+            return
+        need = data.n_real + data.n_eval
+        tables = real_tables(data.real, limit=need)
+        if tables.rows < need:
+            raise UserError(
+                f"data.n_eval: the run needs {need} images of {data.real} (data.n_real "
+                f"{data.n_real} + data.n_eval {data.n_eval}), which has {tables.rows}"
+            )
+        for _ in tables:  # every image decoded, none kept
+            pass
+
+
+def check_fit(config: RunConfig, space: DataSpace, uri: str) -> None:
+    """What the config asks of data it could not see (a parquet dataset's kind and shape):
+    image features and families need images of a shape they read, metrics enough rows."""
+    from collapse.metrics import features, rows_problem
+
+    if config.model.family == "stable_diffusion" and space.kind != "image":
+        raise UserError(f"model.family: stable_diffusion needs images; {uri} holds vectors")
+    features.check_fits(features.resolve(config.eval.features, space), space)
+    default = VECTOR_METRICS if space.kind == "vector" else IMAGE_METRICS
+    problem = rows_problem(config.eval.metrics or default, config.data.n_eval, config.sample.n)
+    if problem:
+        raise UserError(problem)
+
+
 def ensure(config: RunConfig, store: RunStore) -> RealData:
-    """Prepare the run's real data if it is not there yet, and check it before any training:
-    every shard against its index (missing, truncated, checksum, schema) and the row counts."""
+    """Prepare the run's real data if it is not there yet and check the run's copies before
+    any training: every shard and value (a parquet dataset was checked by `check`) and the
+    row counts."""
     from collapse.data.dataset import DATASET_INDEX, open_dataset
     from collapse.prepare import prepare
 
@@ -64,8 +126,9 @@ def ensure(config: RunConfig, store: RunStore) -> RealData:
         if not RunStore(uri).storage.exists(DATASET_INDEX):
             prepare(source, uri, split=split, limit=limit, **common)
     datasets = {uri: open_dataset(uri) for uri in (real.pool_uri, real.held_out_uri)}
-    for dataset in datasets.values():
-        dataset.verify()
+    if kind != "parquet":  # a parquet dataset was checked by `check`, before the run began
+        for dataset in datasets.values():
+            dataset.verify()
     for uri, (_, stop), what in (
         (real.pool_uri, real.pool_rows, "data.n_real"),
         (real.held_out_uri, real.held_out_rows, "data.n_eval"),

@@ -31,7 +31,10 @@ _MOON_STD = np.sqrt(
 
 
 def toy_sample(name: str, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw `n` rows of the toy source `name` as float32 (n, dim)."""
+    """Draw `n` rows of the toy source `name` as float32 (n, dim).
+
+    Only `rng.integers`, `rng.uniform` and `rng.standard_normal` are called, each with `n` rows
+    first: the exact corrector passes a per-row stand-in (collapse.strategies.true_draws)."""
     if name == "gaussian":
         x = rng.standard_normal((n, dim))
     elif name == "mog8":

@@ -8,6 +8,8 @@ next generation starts while the driver is still drawing the last one's progress
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +23,8 @@ from collapse.data.space import DataSpace
 from collapse.distributed.evaluation import evaluate_on_ray
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
 from collapse.errors import UserError
-from collapse.families import get_family
+from collapse.resources import chain_actor_cpus
+from collapse.storage import RunStore
 
 
 class RayChainWorker(ChainWorker):
@@ -56,6 +59,22 @@ class RayChainWorker(ChainWorker):
         return nearest_on_ray(rows, real, k, *features, workers=workers)
 
 
+def _user_error(err: BaseException) -> UserError | None:
+    """The user's error behind a failure, however deep Ray wrapped it (a storage error in a
+    Ray Data sampling actor reaches the driver inside two task errors)."""
+    seen, stack = set(), [err]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # Ray's task error is made an instance of its cause's class too: look through it
+        if isinstance(current, UserError) and not isinstance(current, ray.exceptions.RayError):
+            return current
+        stack.extend((getattr(current, "cause", None), current.__cause__, current.__context__))
+    return None
+
+
 class RemoteWorker:
     def __init__(self, actor: Any):
         self._actor = actor
@@ -66,9 +85,38 @@ class RemoteWorker:
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayTaskError as err:
-                if isinstance(err.cause, UserError):
-                    raise UserError(str(err.cause)) from None
+                cause = _user_error(err)
+                if cause is not None:
+                    raise UserError(str(cause)) from None
                 raise
+
+
+NAMESPACE = "collapse"
+REAP_TIMEOUT_S = 60.0
+
+
+def actor_name(run_uri: str) -> str:
+    """The chain actor's name on the cluster: one per run, found again by the next driver."""
+    return "chain-" + hashlib.sha256(run_uri.encode()).hexdigest()[:20]
+
+
+def _reap(name: str) -> None:
+    """Kill the chain actor a killed driver left behind (Ray kills a dead driver's actors,
+    but seconds later), and wait until its name is free. The caller holds the run's lease,
+    so that actor's driver is gone; its Ray Train workers are the actor's and go with it."""
+    try:
+        orphan = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return
+    ray.kill(orphan, no_restart=True)
+    deadline = time.monotonic() + REAP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.2)
+    raise UserError(f"the chain actor {name} of a previous driver did not exit; retry later")
 
 
 @contextmanager
@@ -78,12 +126,16 @@ def remote_worker(
     """The chain's actor for the duration of the block; `actor_options` override its
     resources and placement; `lease_token`: the driver's lease, checked before each commit."""
     ensure_ray()
-    # With a sampling pool or Ray Train workers the chain's actor only orchestrates: its CPU
-    # goes to them.
-    trains = getattr(get_family(config.model.family), "trains_on_ray", False)
-    pools = config.sample.workers or config.strategy.knn_workers
-    cpus = 0 if pools or trains else 1
-    options: dict[str, Any] = {"num_cpus": cpus, "max_restarts": 0, **actor_options}
+    cpus = chain_actor_cpus(config)  # none where it only orchestrates (collapse.resources)
+    name = actor_name(RunStore.for_config(config.storage, config.name).uri)
+    _reap(name)
+    options: dict[str, Any] = {
+        "num_cpus": cpus,
+        "max_restarts": 0,
+        "name": name,
+        "namespace": NAMESPACE,
+        **actor_options,
+    }
     worker = ray.remote(RayChainWorker).options(**options)
     actor = worker.remote(config, storage_settings(), lease_token)
     try:

@@ -3,9 +3,14 @@
 Each generation is its own Ray Train run, named `train` under `<run>/gen-k/` (DESIGN.md: the
 checkpoints of an in-flight generation live under it), so a restarted generation finds its
 latest checkpoint and continues from that step instead of from step 0; a committed generation
-never trains again. Workers stream the generation's planned rows from Ray Data
-(`get_dataset_shard`) and run the plain PyTorch loop of `collapse.flow.training`, DDP-wrapped by
-`ray.train.torch.prepare_model`, on CPUs or GPUs alike.
+never trains again. Workers take their batches of the generation's planned rows from its
+`TrainingSet` (`collapse.distributed.datasets`) and run the plain PyTorch loop of
+`collapse.flow.training`, DDP-wrapped by `ray.train.torch.prepare_model`, on CPUs or GPUs alike.
+
+A generation is a function of (config, seed): the net's initialisation is drawn from
+(seed, generation), each worker's batch at step s is fixed by (seed, s, rank, world size), the
+loop's noise by (seed, s, rank), and a restarted worker group continues at its checkpoint's
+step with the batches the uninterrupted run would have had.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import ray
 import torch
 from ray import train as ray_train
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -27,34 +31,42 @@ from ray.train.torch import TorchTrainer, get_device, prepare_model
 
 from collapse.config import RunConfig as ChainConfig
 from collapse.data.space import DataSpace
+from collapse.distributed.datasets import TrainingSet
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.errors import UserError
 from collapse.flow.online import online_pairs
 from collapse.flow.training import TrainSettings, TrainState, load_trainable, train
 from collapse.integrity import STATE_FILE, STATE_SHA
-from collapse.storage import Storage
+from collapse.storage import Storage, storage_cause
 
 MODEL_INPUTS = ("x", "noise", "paired", "input_ids")  # input_ids: a caption's tokens
 
 
-def _batches(shard: Any, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The worker's shard, epoch after epoch, as model inputs."""
-    while True:
-        empty = True
-        for batch in shard.iter_torch_batches(batch_size=batch_size):
-            empty = False
-            yield {k: v for k, v in batch.items() if k in MODEL_INPUTS}
-        if empty:
-            raise ValueError("this worker's share of the training set is empty")
+def _tensors(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:
+    """The feed's numpy batches as the model's input tensors (sharing their memory)."""
+    for batch in batches:
+        yield {k: torch.from_numpy(v) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def _first_timed(
+    batches: Iterator[dict[str, torch.Tensor]], asked: float, fixed: dict[str, float]
+) -> Iterator[dict[str, torch.Tensor]]:
+    """`batches`, noting in `fixed` how long after `asked` the first one came."""
+    for batch in batches:
+        fixed.setdefault("first_batch_s", time.time() - asked)
+        yield batch
 
 
 def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
+    started = time.time()
     use_storage_settings(cfg["settings"])
     from collapse.families import get_family
 
     family = get_family(cfg["family"])
     device = get_device()
-    net = family.build_net(cfg["model"], cfg["space"])
+    with torch.random.fork_rng(devices=[]):  # the initialisation, from (seed, generation)
+        torch.default_generator.manual_seed(cfg["seed"])
+        net = family.build_net(cfg["model"], cfg["space"])
     if cfg["init"] is not None:
         load_trainable(net, {k: np.array(v) for k, v in cfg["init"].items()})
     settings: TrainSettings = cfg["train"]
@@ -72,12 +84,15 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
             )
 
     context = ray_train.get_context()
-    rank, global_batch = context.get_world_rank(), cfg["batch_size"] * context.get_world_size()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    global_batch = cfg["batch_size"] * world
     first: dict[str, float] = {}  # the first checkpoint's (step, time): steady rate from there
+    fixed = {"checkpoint_s": 0.0}  # where this attempt's fixed cost went, reported with the rate
 
     def save(state: TrainState, loss: float) -> None:
         now = time.perf_counter()
-        metrics = {"step": state.step, "loss": loss, "resumed_from": start}
+        metrics = {"step": state.step, "loss": loss, "resumed_from": start, "started_at": started}
+        metrics.update(fixed)
         if first and state.step > first["step"]:
             metrics["rows_per_s"] = (state.step - first["step"]) * global_batch / (now - first["t"])
         else:
@@ -93,6 +108,7 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
                     f.write(digest)
                 saved = Checkpoint.from_directory(directory)
             ray_train.report(metrics, checkpoint=saved)
+        fixed["checkpoint_s"] += time.perf_counter() - now
 
     start = state.step
     batch_size, make_pairs, batches = cfg["batch_size"], None, None
@@ -114,8 +130,12 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
         batch_size = max(1, round(batch_size * online["real_share"]))
         if online["real_share"] == 0:
             batches = itertools.repeat({})
+    fixed["setup_s"] = time.time() - started  # imports, the model, its checkpoint
     if batches is None:
-        batches = _batches(ray_train.get_dataset_shard("train"), batch_size)
+        asked = time.time()
+        feed = cfg["dataset"].open()
+        batches = _tensors(feed.batches(batch_size, rank, world, step=start))
+        batches = _first_timed(batches, asked, fixed)
     objective = None
     if hasattr(family, "objective"):  # DDPM's epsilon loss; rectified flow's is the default
         objective = family.objective(cfg["model"], cfg["space"])
@@ -128,26 +148,38 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
         seed=cfg["seed"],
         make_pairs=make_pairs,
         objective=objective,
+        rank=rank,
     )
     if start == settings.steps:  # finished before a restart: report once more so fit() returns it
         save(state, float("nan"))
     # local mode hands this back directly (Ray Train refuses tensors in a return value)
-    return {"ema": _numpy(state.ema.state_dict())}
+    return {"ema": _numpy(state.ema.state_dict()), "curve": state.curve}
 
 
 def train_generation(
     config: ChainConfig,
     run: Storage,
     generation: int,
-    dataset: ray.data.Dataset | None,
+    dataset: TrainingSet | None,
     space: DataSpace,
     init: dict[str, np.ndarray] | None,
     online: dict[str, Any] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train (or finish training) `generation`: the EMA weights as numpy arrays, and the last
-    report (`step`, `loss`, `resumed_from`: the step this attempt started at; `rows_per_s`:
-    the steady training rate from the first checkpoint on, where there were two or more)."""
+    report (`curve`: the loss curve, [(step, mean loss)] every `train.log_every` steps, with
+    the points of earlier attempts from the checkpoints; `step`, `loss`, `resumed_from`: the
+    step this attempt started at; `rows_per_s`: the steady training rate from the first
+    checkpoint on, where there were two or more; and
+    the attempt's fixed cost: `start_s` from `fit()` to the training loop's start (the worker
+    group's start), `setup_s` from there to a model ready to train (imports, the net, its
+    checkpoint), `first_batch_s` from there to the first batch, `checkpoint_s` spent writing
+    checkpoints before the last one)."""
     t = config.train
+    if dataset is not None and dataset.size < max(t.workers, 1):
+        raise UserError(
+            f"generation {generation}: {dataset.size} training rows cannot be shared by "
+            f"train.workers={t.workers} workers; use fewer workers"
+        )
     settings = TrainSettings(
         steps=t.steps,
         lr=t.lr,
@@ -155,6 +187,7 @@ def train_generation(
         ema_decay=t.ema_decay,
         grad_clip=t.grad_clip,
         checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
     )
     trainer = TorchTrainer(
         _loop,
@@ -169,13 +202,13 @@ def train_generation(
             "settings": storage_settings(),
             "compile": t.compile,
             "online": online,
+            "dataset": dataset,
         },
         scaling_config=ScalingConfig(
             num_workers=t.workers,
             use_gpu=t.use_gpu,
             resources_per_worker={"GPU": 1} if t.use_gpu else {"CPU": t.cpus_per_worker},
         ),
-        datasets={"train": dataset} if dataset is not None else {},
         run_config=RunConfig(
             name="train",
             storage_path=run.path(f"gen-{generation:04d}"),
@@ -184,21 +217,34 @@ def train_generation(
             failure_config=FailureConfig(max_failures=t.max_failures),
         ),
     )
+    fit_started = time.time()
     try:
         result = trainer.fit()
     except Exception as err:
         diverged = _diverged(err)
-        if diverged is None:
+        if diverged is not None:
+            raise UserError(f"generation {generation}: {diverged}") from None
+        cause = _storage_cause(err)
+        if cause is None:
             raise
-        raise UserError(f"generation {generation}: {diverged}") from None
+        reason, advice = cause
+        raise UserError(
+            f"generation {generation}: Ray Train could not write its checkpoints under "
+            f"{run.uri_of(f'gen-{generation:04d}/train')} ({reason}); committed generations "
+            f"are kept: {advice}, then rerun to resume"
+        ) from None
     if t.workers == 0:  # local mode: no storage, the loop's return value is the result
-        ema = result.return_value["ema"]
+        ema, curve = result.return_value["ema"], result.return_value["curve"]
     else:
         with result.checkpoint.as_directory() as directory:
             state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu")
-        ema = _numpy(state["ema"])
-    kept = ("step", "loss", "resumed_from", "rows_per_s")
+        ema, curve = _numpy(state["ema"]), state.get("curve", [])
+    kept = ("step", "loss", "resumed_from", "rows_per_s", "setup_s", "first_batch_s")
+    kept += ("checkpoint_s",)
     report = {k: float(result.metrics[k]) for k in kept if k in result.metrics}
+    if "started_at" in result.metrics:
+        report["start_s"] = float(result.metrics["started_at"]) - fit_started
+    report["curve"] = curve  # (step, loss) every train.log_every steps: the caller stores it
     return ema, report
 
 
@@ -209,6 +255,17 @@ def _diverged(err: BaseException) -> str | None:
         for line in str(seen).splitlines():
             if "training diverged:" in line:
                 return line[line.index("training diverged:") :].strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _storage_cause(err: BaseException) -> tuple[str, str] | None:
+    """A full, read-only or forbidden file system behind a failed fit, however wrapped."""
+    seen: BaseException | None = err
+    while seen is not None:
+        cause = storage_cause(str(seen), getattr(seen, "errno", None))
+        if cause is not None:
+            return cause
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -19,11 +19,23 @@ from ray.tune.schedulers import ASHAScheduler
 from collapse.chain import open_run
 from collapse.distributed.chain import remote_worker
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
+from collapse.distributed.tracking import tune_callbacks
 from collapse.families import get_family
 from collapse.storage import Storage
-from collapse.sweep import SweepConfig, distribution, first_point, trial_config, trial_name
+from collapse.sweep import (
+    SweepConfig,
+    behind,
+    distribution,
+    extended_trial_config,
+    extension_experiment,
+    first_point,
+    stored_trials,
+    trial_config,
+    trial_name,
+)
 
 EXPERIMENT = "tune"
+TRIAL = "trial"  # an extension's only parameter: the stored trial's run name
 _SAMPLERS = {
     "grid": tune.grid_search,
     "choice": tune.choice,
@@ -34,13 +46,28 @@ _SAMPLERS = {
 
 
 def run_sweep(sweep: SweepConfig) -> tune.ResultGrid:
+    """Run (or restore) the sweep's experiment, its trials logged to the trackers its base's
+    `tracking:` names, through Tune's own callbacks."""
+    tracking = trial_config(sweep, first_point(sweep), "t").tracking
+    with tune_callbacks(tracking, sweep.uri) as callbacks:
+        return _run_sweep(sweep, callbacks)
+
+
+def _run_sweep(sweep: SweepConfig, callbacks: list[Any]) -> tune.ResultGrid:
     ensure_ray()
     storage = Storage(sweep.uri)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, sweep=sweep, settings=storage_settings()),
         {"cpu": sweep.resources.cpus, "gpu": sweep.resources.gpus},
     )
-    experiment = storage.path(EXPERIMENT)
+    # an extension (a raised `generations`) is its own experiment over the stored trials
+    extension = extension_experiment(sweep)
+    extending = bool(
+        tune.Tuner.can_restore(storage.path(extension), storage_filesystem=storage.fs)
+        or behind(sweep)
+    )
+    name = extension if extending else EXPERIMENT
+    experiment = storage.path(name)
     if tune.Tuner.can_restore(experiment, storage_filesystem=storage.fs):
         tuner = tune.Tuner.restore(
             experiment,
@@ -50,16 +77,22 @@ def run_sweep(sweep: SweepConfig) -> tune.ResultGrid:
             storage_filesystem=storage.fs,
         )
     else:
+        space = (
+            {TRIAL: tune.grid_search(sorted(stored_trials(sweep)))}
+            if extending
+            else {k: _SAMPLERS[kind](v) for k, (kind, v) in _space(sweep).items()}
+        )
         tuner = tune.Tuner(
             trainable,
-            param_space={k: _SAMPLERS[kind](v) for k, (kind, v) in _space(sweep).items()},
-            tune_config=_tune_config(sweep),
+            param_space=space,
+            tune_config=_tune_config(sweep, extending),
             run_config=tune.RunConfig(
-                name=EXPERIMENT,
+                name=name,
                 storage_path=storage.path(""),
                 storage_filesystem=storage.fs,
                 failure_config=tune.FailureConfig(max_failures=2),
                 verbose=1,  # the status table, not every trial's every result
+                callbacks=callbacks,
             ),
         )
     return tuner.fit()
@@ -69,7 +102,7 @@ def _space(sweep: SweepConfig) -> dict[str, tuple[str, list[Any]]]:
     return {key: distribution(key, spec) for key, spec in sweep.space.items()}
 
 
-def _tune_config(sweep: SweepConfig) -> tune.TuneConfig:
+def _tune_config(sweep: SweepConfig, extending: bool = False) -> tune.TuneConfig:
     stop = sweep.early_stop
     scheduler = None
     if stop is not None:
@@ -83,7 +116,7 @@ def _tune_config(sweep: SweepConfig) -> tune.TuneConfig:
         metric=stop.metric if stop else None,
         mode=stop.mode if stop else None,
         scheduler=scheduler,
-        num_samples=sweep.samples,
+        num_samples=1 if extending else sweep.samples,  # an extension's grid has every trial
         max_concurrent_trials=_concurrency(sweep),
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
@@ -109,7 +142,7 @@ def _concurrency(sweep: SweepConfig) -> int | None:
 
 
 def _trial_name(trial: Any) -> str:
-    return trial_name(_index(trial.trial_id), trial.config)
+    return trial.config.get(TRIAL) or trial_name(_index(trial.trial_id), trial.config)
 
 
 def _index(trial_id: str) -> int:
@@ -127,8 +160,11 @@ def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str])
     Ray Train runs its own session rather than inside Tune's.
     """
     use_storage_settings(settings)
-    index = _index(tune.get_context().get_trial_id())
-    config = trial_config(sweep, params, trial_name(index, params))
+    if TRIAL in params:  # an extension: a stored trial, by name
+        config = extended_trial_config(sweep, params[TRIAL])
+    else:
+        index = _index(tune.get_context().get_trial_id())
+        config = trial_config(sweep, params, trial_name(index, params))
     store, start = open_run(config)
     if start >= config.generations:  # finished before the driver died: say so once more
         tune.report(_result(store.committed()[-1]))

@@ -30,7 +30,11 @@ def objective(model: Any, space: DataSpace):
 
 
 def _schedule(model: Any, space: DataSpace) -> dict[str, Any]:
-    return dict(ddpm.schedule(model.timesteps, model.beta_schedule, clip=space.kind == "image"))
+    """The scheduler's config without diffusers' bookkeeping (`_use_default_values` lists
+    names in set order, which changes with the process's hash seed), so that a generation's
+    stored spec, and so its params file, is the same bytes every run."""
+    config = ddpm.schedule(model.timesteps, model.beta_schedule, clip=space.kind == "image")
+    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def to_params(weights: dict[str, np.ndarray], model: Any, space: DataSpace, steps: int) -> dict:

@@ -10,6 +10,7 @@ is a function of its noise), so reflow pairs are (noise, sample) as stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,17 @@ def noise_dim(params: dict[str, np.ndarray]) -> int:
     return int(np.prod(_spec(params)["shape"]))
 
 
-def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-    """Euler-integrate each noise row from t=0 to 1; images as HWC-flat vectors in [-1, 1].
+def sample(
+    params: dict[str, np.ndarray], noise: np.ndarray, steps: int | None = None
+) -> np.ndarray:
+    """Euler-integrate each noise row from t=0 to 1 in `steps` steps (default: the generation's
+    `sample.steps`); images as HWC-flat vectors in [-1, 1].
 
     Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
     device = trained.device()
     z = trained.model_noise(params, noise, device)
     with trained.inference(device):
-        x = euler_forward(_net(params, device), z, _spec(params)["steps"])
+        x = euler_forward(_net(params, device), z, steps or _spec(params)["steps"])
     return trained.data_rows(params, x)
 
 
@@ -85,3 +89,34 @@ def sdedit(
 
 def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
     return {}
+
+
+def flow_metrics(
+    params: dict[str, np.ndarray],
+    names: Sequence[str],
+    noise: np.ndarray,
+    real: np.ndarray,
+    headline: str | None,
+    score: Callable[[np.ndarray], float],
+) -> dict[str, float]:
+    """The flow metrics `names` asks for (`collapse.metrics.flow`) of this generation's model:
+    straightness on the Euler trajectories from `noise` (the first noise rows of its own
+    samples), the `headline` metric (`score`) of samples from the same noise at each NFE, and
+    the inversion of held-out `real` rows by the reverse ODE, all at the generation's
+    `sample.steps` where a step count is not the point."""
+    from collapse.metrics import flow
+
+    found: dict[str, float] = {}
+    steps = _spec(params)["steps"]
+    if "straightness" in names:
+        device = trained.device()
+        z = trained.model_noise(params, noise, device)
+        with trained.inference(device):
+            found["straightness"] = flow.straightness(_net(params, device), z, steps)
+    if "nfe" in names:
+        assert headline is not None, "config validation (flow_problem) asks for one"
+        for name, k in zip(flow.nfe_names(headline), flow.NFE_STEPS, strict=True):
+            found[name] = score(sample(params, noise, k))
+    if "inversion" in names:
+        found.update(flow.inversion_stats(reverse(params, real, None, steps, 0)))
+    return found

@@ -138,7 +138,8 @@ def training_batch(
     table: pa.Table, pretrained: str, latent_shape: Sequence[int]
 ) -> dict[str, np.ndarray]:
     """Latent shard rows as the UNet trains on them: the latent, and its caption's token ids
-    (tokenized here, in Ray Data, so the training loop never sees a string)."""
+    (tokenized here, where the feed reads the shards, so the training loop never sees a
+    string)."""
     latents = table.column("latent").combine_chunks().flatten().to_numpy()
     generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
     return {

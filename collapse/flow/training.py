@@ -12,12 +12,16 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from collapse.flow.interpolant import flow_matching_loss, sample_time
+
+# Rank r's noise seeds are rank 0's shifted by r * 2^40 (more steps than any generation
+# takes); rank 0 keeps the seeds it had before each rank drew its own.
+RANK_STRIDE = 2**40
 
 
 class Diverged(ArithmeticError):
@@ -32,6 +36,7 @@ class TrainSettings:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     checkpoint_every: int = 500
+    log_every: int = 10  # a point of the loss curve: the mean over this many steps
 
 
 def frozen_names(model: torch.nn.Module) -> set[str]:
@@ -89,6 +94,8 @@ class TrainState:
     ema: EMA
     optimizer: torch.optim.Optimizer
     step: int = 0
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss) points
+    window: tuple[float, int] = (0.0, 0)  # loss sum and steps since the curve's last point
 
     @classmethod
     def create(
@@ -108,6 +115,8 @@ class TrainState:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "curve": list(self.curve),
+            "window": self.window,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -115,6 +124,9 @@ class TrainState:
         load_trainable(self.ema.module, state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.curve = [(int(s), float(v)) for s, v in state.get("curve", [])]  # older: none
+        pending, steps = state.get("window", (0.0, 0))
+        self.window = (float(pending), int(steps))
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -168,13 +180,17 @@ def train(
     ]
     | None = None,
     objective: Objective | None = None,
+    rank: int = 0,
 ) -> TrainState:
     """Run steps state.step .. settings.steps; `checkpoint(state, mean_loss)` every
-    `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step), so a
-    resumed run draws what the uninterrupted one would have. `make_pairs` builds (x0, x1) from
+    `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step, rank),
+    so a resumed run draws what the uninterrupted one would have, and data-parallel workers
+    (`rank`) draw different noise for their different rows. `make_pairs` builds (x0, x1) from
     a batch (default `pairs`; OCAR's comes from `collapse.flow.online`); `objective(model, x0,
     x1, generator, batch)` is the loss (default flow matching; DDPM's and Stable Diffusion's,
-    which reads the batch's caption tokens, are in `collapse.diffusion`)."""
+    which reads the batch's caption tokens, are in `collapse.diffusion`). The loss curve
+    `state.curve` gets a point every `log_every` steps and at the end, the mean loss of the
+    steps since the last point, kept on the device and read at checkpoints only."""
     make_pairs = make_pairs or pairs
     objective = objective or flow_matching_objective
     model = state.model
@@ -183,9 +199,12 @@ def train(
     generator = torch.Generator(device=device)
     running = torch.zeros((), device=device)
     count = 0
+    window = torch.tensor(state.window[0], device=device)  # loss since the curve's last point
+    in_window = state.window[1]  # (a resumed attempt continues the checkpoint's window)
+    points: list[tuple[int, torch.Tensor]] = []  # the curve's points, on the device
     trained = [p for p in model.parameters() if p.requires_grad]
     while state.step < settings.steps:
-        generator.manual_seed(seed * 1_000_003 + state.step)
+        generator.manual_seed(seed * 1_000_003 + state.step + rank * RANK_STRIDE)
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         x0, x1 = make_pairs(batch, generator)
         if channels_last and x1.dim() == 4:
@@ -201,10 +220,19 @@ def train(
         state.optimizer.step()
         state.ema.update(unwrap(model), state.step)
         running += loss.detach()
+        window += loss.detach()
+        in_window += 1
         count += 1
         state.step += 1
+        if state.step % settings.log_every == 0 or state.step == settings.steps:
+            points.append((state.step, window / in_window))  # a device op: no host sync
+            window, in_window = torch.zeros((), device=device), 0
         if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
-            loss_value = float(running / count)  # the loop's one host sync
+            loss_value = float(running / count)  # the loop's host sync, with the curve's
+            *values, pending = torch.stack([*(v for _, v in points), window]).tolist()
+            state.curve.extend(zip([s for s, _ in points], values, strict=True))
+            state.window = (pending, in_window)
+            points.clear()
             if not math.isfinite(loss_value):
                 raise Diverged(
                     f"training diverged: the mean loss of steps {state.step - count + 1}-"

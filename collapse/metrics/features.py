@@ -16,6 +16,7 @@ from collapse.errors import UserError
 from collapse.storage import Storage
 
 Extractor = Callable[[np.ndarray], np.ndarray]
+IMAGE_FEATURE_DIMS = {"digits-cnn": 128, "inception": 2048}  # the learned spaces' widths
 
 
 def resolve(name: str, space: DataSpace) -> str:
@@ -23,6 +24,25 @@ def resolve(name: str, space: DataSpace) -> str:
     if name == "auto":
         return "raw" if space.kind == "vector" else "inception"
     return name
+
+
+def check_fits(name: str, space: DataSpace) -> None:
+    """An extractor that cannot read this data fails in one line, before anything trains:
+    learned extractors read images, digits-cnn square single-channel ones."""
+    if name != "raw" and space.kind != "image":
+        raise UserError(f"eval.features: {name} is for images; {space.kind} data uses raw")
+    if name == "digits-cnn":
+        h, w, c = space.shape
+        if h != w or c != 1:
+            raise UserError(
+                f"eval.features: digits-cnn needs square single-channel images, not {h}x{w}x{c}; "
+                "use inception or raw"
+            )
+
+
+def feature_dim(name: str, space: DataSpace) -> int:
+    """The width of the features metrics are computed on."""
+    return space.dim if name == "raw" else IMAGE_FEATURE_DIMS[name]
 
 
 def build(
@@ -37,8 +57,7 @@ def build(
     """The extractor `name` for rows of `space`; `storage` holds the digits-cnn cache."""
     if name == "raw":
         return lambda x: np.asarray(x, dtype=np.float64)
-    if space.kind != "image":
-        raise UserError(f"eval.features: {name} is for images; {space.kind} data uses raw")
+    check_fits(name, space)
     if name == "digits-cnn":
         return _digits_cnn(space, storage, device, batch_size)
     if name == "inception":
@@ -60,12 +79,8 @@ def load_digits_cnn(space: DataSpace, storage: Storage):
     """The cached classifier for this image shape, trained (once per storage) if absent."""
     from collapse.metrics import digits_cnn
 
+    check_fits("digits-cnn", space)
     h, w, c = space.shape
-    if h != w or c != 1:
-        raise UserError(
-            f"eval.features: digits-cnn needs square single-channel images, not {h}x{w}x{c}; "
-            "use inception or raw"
-        )
     key = digits_cnn_key(space.shape)
     if storage.exists(key):
         try:

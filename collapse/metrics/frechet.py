@@ -8,6 +8,8 @@ no image folder is ever written.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from cleanfid.fid import fid_from_feats, kernel_distance
 
@@ -18,7 +20,17 @@ KID_SUBSET_SIZE = 1000
 
 
 def fid(samples: np.ndarray, real: np.ndarray) -> float:
-    return float(fid_from_feats(as_matrix(samples), as_matrix(real)))
+    """clean-fid's FID, or NaN where its covariances are too degenerate for it (fewer rows than
+    feature dimensions can make the square root of their product complex or fail): the chain
+    then stops and says so, rather than ending in scipy's traceback."""
+    try:
+        return float(fid_from_feats(as_matrix(samples), as_matrix(real)))
+    except np.linalg.LinAlgError:
+        return math.nan
+    except ValueError as err:
+        if str(err).startswith("Imaginary component"):  # clean-fid's refusal
+            return math.nan
+        raise
 
 
 def kid(samples: np.ndarray, real: np.ndarray, seed: int = 0) -> float:

@@ -24,6 +24,8 @@ import numpy as np
 
 from collapse.metrics.vectors import as_matrix, pairwise_sq_dists
 
+PRECISION_K = 3  # Kynkaanniemi et al.'s k for precision and recall
+DENSITY_K = 5  # Naeem et al.'s k for density and coverage
 _MAX_CHUNK_ROWS = 4096
 _CHUNK_ELEMENTS = 1 << 24  # 128 MiB of float64 distances per chunk, whatever the set sizes
 
@@ -54,7 +56,9 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     return np.sqrt(radii_sq)
 
 
-def precision_recall(samples: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
+def precision_recall(
+    samples: np.ndarray, real: np.ndarray, k: int = PRECISION_K
+) -> tuple[float, float]:
     """(precision, recall): shares of samples inside some real ball, and of real points inside
     some sample ball (boundary included).
 
@@ -73,7 +77,9 @@ def precision_recall(samples: np.ndarray, real: np.ndarray, k: int = 3) -> tuple
     return float(fake_in_real.mean()), float(real_in_fake.mean())
 
 
-def density_coverage(samples: np.ndarray, real: np.ndarray, k: int = 5) -> tuple[float, float]:
+def density_coverage(
+    samples: np.ndarray, real: np.ndarray, k: int = DENSITY_K
+) -> tuple[float, float]:
     """(density, coverage) of `samples` against the k-NN balls of `real`."""
     fake, real = as_matrix(samples), as_matrix(real)
     real_r2 = knn_radii(real, k) ** 2
