@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import FEATURES, METRICS, RunConfig, validate
+from collapse.config import FEATURES, FLOW_METRICS, METRICS, RunConfig, validate
 from collapse.data.shards import from_parquet
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
@@ -65,6 +65,9 @@ def measurement(run: RunConfig, metrics: list[str] | None, features: str | None)
     unknown = [m for m in metrics or [] if m not in METRICS]
     if unknown:
         raise UserError(f"--metrics: unknown {', '.join(unknown)}; allowed: {', '.join(METRICS)}")
+    on_model = [m for m in metrics or [] if m in FLOW_METRICS]
+    if on_model:  # collapse.metrics.flow: they need the generation's model, not its samples
+        raise UserError(f"--metrics: {', '.join(on_model)} are measured by the chain, on the model")
     if features is not None and features not in FEATURES:
         raise UserError(f"--features: unknown {features}; allowed: {', '.join(FEATURES)}")
     raw = run.model_dump(mode="json")

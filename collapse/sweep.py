@@ -70,7 +70,9 @@ class EarlyStop(Section):
 
     @model_validator(mode="after")
     def _known_metric(self) -> EarlyStop:
-        allowed = (*METRICS, "sigma2", "log_sigma2")
+        from collapse.metrics.flow import recorded_names
+
+        allowed = (*recorded_names(METRICS), "sigma2", "log_sigma2")
         if self.metric not in allowed:
             raise ValueError(f"metric {self.metric!r} unknown; allowed: {', '.join(allowed)}")
         return self

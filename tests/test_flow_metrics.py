@@ -14,6 +14,7 @@ from collapse.families import rectified_flow
 from collapse.flow.nets import build_velocity_net
 from collapse.metrics import flow
 from collapse.metrics.vectors import w2_gaussian
+from collapse.sweep import EarlyStop
 from tests.helpers import make_config, run_in_process
 
 
@@ -109,6 +110,21 @@ def test_a_constant_velocity_flow_is_straight_has_the_same_quality_at_every_nfe_
 
 
 def test_flow_metrics_are_refused_where_they_cannot_be_measured(tmp_path):
+    from collapse.evaluate import measurement
+
+    with pytest.raises(UserError, match="--metrics: nfe are measured by the chain, on the model"):
+        measurement(make_config(str(tmp_path)), ["w2", "nfe"], None)  # stored samples only
+    # what a sweep may stop early on: the names recorded, not the ones asked for
+    assert flow.recorded_names(["w2", "mmd", "nfe", "inversion"]) == [
+        "w2",
+        "mmd",
+        *flow.nfe_names("w2"),
+        *flow.nfe_names("mmd"),
+        *flow.INVERSION,
+    ]
+    assert EarlyStop(metric="w2_nfe1", mode="min").metric == "w2_nfe1"
+    with pytest.raises(ValueError, match="metric 'nfe' unknown"):
+        EarlyStop(metric="nfe", mode="min")
     with pytest.raises(UserError, match="straightness: metrics of a rectified flow's ODE"):
         make_config(str(tmp_path), eval={"metrics": ["w2", "straightness"]})
     with pytest.raises(UserError, match=r"nfe repeats the first sample metric.*\[w2, nfe\]"):

@@ -60,8 +60,13 @@ def _kill_a_train_worker(snapshot, killed: list[int]) -> None:
     deadline = time.time() + 300
     while not snapshot.exists() and time.time() < deadline:
         time.sleep(0.02)
-    mine = psutil.Process(os.getpid()).children(recursive=True)
-    workers = [p for p in mine if "RayTrainWorker" in " ".join(p.cmdline())]
+    workers = []
+    for process in psutil.Process(os.getpid()).children(recursive=True):
+        try:  # a zombie or a process that just exited has no command line to read
+            if "RayTrainWorker" in " ".join(process.cmdline()):
+                workers.append(process)
+        except psutil.Error:
+            continue
     if workers:
         workers[0].kill()
         killed.append(workers[0].pid)

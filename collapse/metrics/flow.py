@@ -56,6 +56,20 @@ def nfe_names(metric: str) -> list[str]:
     return [f"{metric}_nfe{k}" for k in NFE_STEPS]
 
 
+def recorded_names(metrics: Sequence[str]) -> list[str]:
+    """The names a generation records for `eval.metrics`: `nfe` becomes each sample metric's
+    `<metric>_nfe<k>`, `inversion` its three numbers."""
+    found = []
+    for name in metrics:
+        if name == "nfe":
+            found += [n for m in metrics if m not in FLOW_METRICS for n in nfe_names(m)]
+        elif name == "inversion":
+            found += INVERSION
+        else:
+            found.append(name)
+    return found
+
+
 def flow_problem(metrics: Sequence[str] | None, family: str) -> str | None:
     """Why `eval.metrics` cannot have its flow metrics (one line), or None."""
     names = requested(metrics)
