@@ -101,7 +101,7 @@ class ChainWorker:
             cfg.data.n_train,
             cfg.data.real_fraction,
             cfg.data.n_real,
-            [record["sample_rows"] for record in committed],
+            store.sample_counts(),
             generations=cfg.generations,
         )
         clock = time.perf_counter()

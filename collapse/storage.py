@@ -307,7 +307,8 @@ class RunStore:
         self.uri = self.storage.uri
         self._records: list[dict[str, Any]] | None = None
         self._encoded: list[str] = []  # each committed record's JSON, encoded once
-        self._sealed: list[dict[str, Any]] = []  # the head's references to sealed chunks
+        self._sealed: list[str] = []  # the head's references to sealed chunks, encoded once
+        self._counts: list[int] = []  # each committed generation's sample_rows
 
     @classmethod
     def for_config(cls, storage_uri: str, name: str) -> RunStore:
@@ -328,9 +329,15 @@ class RunStore:
         assert self._records is not None
         return self._records
 
+    def sample_counts(self) -> list[int]:
+        """How many samples each committed generation stored, kept as generations commit (a
+        plan reads it at every generation: it must not be rebuilt from every record)."""
+        self.committed()
+        return self._counts
+
     def _load(self) -> None:
         text = self.storage.read_text(MANIFEST)
-        self._records, self._encoded, self._sealed = [], [], []
+        self._records, self._encoded, self._sealed, self._counts = [], [], [], []
         if text is None:
             return
         uri = self.storage.uri_of(MANIFEST)
@@ -346,9 +353,10 @@ class RunStore:
                 _parse_json(chunk.decode("utf-8"), chunk_uri), ref, chunk_uri, uri
             )
             self._records.extend(records)
-            self._sealed.append(ref)
+            self._sealed.append(_encode(ref))
         self._records.extend(head["generations"])
         self._encoded = [_encode(r) for r in self._records]
+        self._counts = [r["sample_rows"] for r in self._records]
 
     def commit(self, record: dict[str, Any]) -> None:
         """Append one generation's record and publish the manifest: the generation now counts.
@@ -375,6 +383,7 @@ class RunStore:
             self._encoded.pop()
             raise
         generations.append(record)
+        self._counts.append(record["sample_rows"])
 
     def _publish(self, count: int) -> None:
         """Make the first `count` encoded records the committed ones: seal the full chunks not
@@ -388,9 +397,9 @@ class RunStore:
             self.storage.write_bytes(path, data)
             digest = hashlib.sha256(data).hexdigest()
             ref = {"path": path, "sha256": digest, "bytes": len(data), "first": first}
-            sealed.append({**ref, "count": MANIFEST_CHUNK})
+            sealed.append(_encode({**ref, "count": MANIFEST_CHUNK}))
         tail = self._encoded[len(sealed) * MANIFEST_CHUNK : count]
-        refs = "".join(f"{_encode(ref)},\n" for ref in sealed).rstrip(",\n")
+        refs = ",\n".join(sealed)
         head = f'{{"format": {MANIFEST_FORMAT}, "sealed": [\n{refs}\n], ' + _records_json(tail)[1:]
         self.storage.write_bytes(MANIFEST, head.encode("utf-8"), atomic=True)
         self._sealed = sealed
