@@ -162,16 +162,7 @@ def metric_curves(records: list[dict[str, Any]], out: Path) -> list[Path]:
             if points:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=run)
-        ax.set_xlabel("generation")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} per generation")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save_curve(fig, ax, name, f"{name} per generation", out))
     return written
 
 
@@ -311,14 +302,22 @@ def seed_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
             )
             ax.fill_between(xs, mean - sd, mean + sd, color=color, alpha=0.25, linewidth=0)
             ax.fill_between(xs, low, high, color=color, alpha=0.1, linewidth=0)
-        ax.set_xlabel("generation")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} per generation: mean over seeds, ±1 sd, min-max")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        title = f"{name} per generation: mean over seeds, ±1 sd, min-max"
+        written.append(_save_curve(fig, ax, name, title, out))
     return written
+
+
+def _save_curve(fig, ax, name: str, title: str, out: Path) -> Path:
+    """Label, save and close a metric-per-generation figure: `<out>/<name>.png`."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("generation")
+    ax.set_ylabel(name)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
