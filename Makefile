@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: quickstart test bench lint
+.PHONY: quickstart test test-fast bench lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)
 	$(BIN)/ruff check collapse tests benchmarks ray_jobs
 	$(BIN)/ruff format --check collapse tests benchmarks ray_jobs
 	$(BIN)/pytest -q
+
+# The suite without its slow tests (markers in pyproject.toml; README: "Tests"): minutes, not 20.
+test-fast: $(STAMP)
+	$(BIN)/ruff check collapse tests benchmarks ray_jobs
+	$(BIN)/ruff format --check collapse tests benchmarks ray_jobs
+	$(BIN)/pytest -q -m "not (ray_train or subprocess or faults or slow)"
 
 bench: $(STAMP)
 	$(BIN)/collapse bench chain

@@ -59,7 +59,7 @@ def train_flops_per_image(net: torch.nn.Module, shape: tuple[int, ...], on: torc
 
 
 def image_net(preset: str, shape: tuple[int, int, int], on: torch.device) -> torch.nn.Module:
-    from collapse.flow.nets import build_velocity_net
+    from collapse.training.nets import build_velocity_net
 
     torch.manual_seed(0)
     net = build_velocity_net("image", shape, {"preset": preset}).to(on)

@@ -24,8 +24,8 @@ workers' loops, earliest start to latest end. Ray Train's worker start-up is lef
 `collapse bench chain`'s business). The baseline, in this process, is a
 `torch.utils.data.DataLoader` with 2 persistent worker processes over the same parquet files:
 each worker reads whole shards with pyarrow, shuffles rows within a shard and decodes them to
-uint8 CHW with our decoder (`collapse.data.feed.Decode`, so that only the pipelines differ),
-in batches of the same size. "A later epoch's first batch" is the longest wait for
+uint8 CHW with our decoder (`collapse.data.feed.decode.Decode`, so that only the pipelines
+differ), in batches of the same size. "A later epoch's first batch" is the longest wait for
 the first batch of epochs 2, 3, ... (ours: at the step where a worker's epoch begins).
 
 The comparison leans towards the baseline: our path shuffles each epoch anew (a permutation of
@@ -63,7 +63,7 @@ def _feed_loop(config: dict[str, Any]) -> None:
     import torch.distributed as dist
     from ray import train
 
-    from collapse.data.feed import span
+    from collapse.data.feed.order import span
 
     rank, world = dist.get_rank(), dist.get_world_size()
     batch = config["batch_size"] // world
@@ -160,7 +160,7 @@ def _shard_batches_factory():
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
 
-    from collapse.data.feed import Decode
+    from collapse.data.feed.decode import Decode
     from collapse.data.space import DataSpace
 
     class ShardBatches(IterableDataset):

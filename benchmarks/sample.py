@@ -29,8 +29,8 @@ def ours(args, net: torch.nn.Module, shape: tuple[int, int, int], on: torch.devi
     from collapse.config import validate
     from collapse.data.space import DataSpace
     from collapse.distributed.sampling import sample_with_ray_data
-    from collapse.families import rectified_flow
-    from collapse.storage import RunStore
+    from collapse.families.rectified_flow import FAMILY as rectified_flow
+    from collapse.run_store import RunStore
 
     space = DataSpace("image", shape)
     config = validate(

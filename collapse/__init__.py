@@ -1,7 +1,7 @@
 """collapse: self-consuming generative training chains on Ray.
 
 The Python API (`collapse.api`): `open_run(uri)`, `open_sweep(uri)`, `run(config)` and
-`sweep(spec)`. `collapse.sweep` is also the module of sweep definitions; the module is
+`sweep(spec)`. `collapse.sweep` is also the package of sweep definitions; the package is
 callable, so `collapse.sweep(spec)` runs a sweep whichever was imported first.
 """
 
@@ -12,7 +12,7 @@ __all__ = ["Run", "open_run", "open_sweep", "run", "sweep", "__version__"]
 
 
 def __getattr__(name: str):
-    if name == "sweep":  # the module, made callable at its end (collapse.sweep -> api.sweep)
+    if name == "sweep":  # the package, made callable (collapse.sweep -> api.sweep)
         import importlib
 
         return importlib.import_module("collapse.sweep")

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from collapse.config import RunConfig
-    from collapse.storage import RunStore
+    from collapse.config import ChainConfig
+    from collapse.run_store import RunStore
 
 
 class Run:
@@ -42,14 +42,14 @@ class Run:
 
     def __init__(self, uri: str):
         from collapse import stored_config
-        from collapse.storage import RunStore
+        from collapse.run_store import RunStore
 
         self.store: RunStore = RunStore(uri)
         self.uri = self.store.uri
         config = stored_config.read(self.store)
         if config is None:
             raise UserError(f"{self.uri}: no run here (config.yaml not found)")
-        self.config: RunConfig = config
+        self.config: ChainConfig = config
 
     def __repr__(self) -> str:
         return f"Run({self.uri!r}, generations committed: {len(self.records)})"
@@ -124,7 +124,7 @@ class Run:
         scheduler the DDIM the chain samples with), for `rectified_flow` images the
         `UNet2DModel` (the scheduler is beside it, see the README), for `stable_diffusion` the
         pretrained `StableDiffusionPipeline` with the generation's LoRA or UNet and the chain's
-        DDIM scheduler, for vector data the MLP (`collapse.flow.nets.VectorField`), in eval
+        DDIM scheduler, for vector data the MLP (`collapse.training.nets.VectorField`), in eval
         mode; for the closed-form families their parameters (a dict of numpy arrays).
 
         Trained generations load from their exported files (`collapse.export`) with diffusers'
@@ -197,7 +197,7 @@ def _load(family: str, params: dict[str, np.ndarray], folder: str) -> Any:
     if spec["kind"] == "vector":
         from safetensors.torch import load_file
 
-        from collapse.flow.nets import VectorField
+        from collapse.training.nets import VectorField
 
         with open(os.path.join(folder, *export.NET_CONFIG.split("/")), "rb") as f:
             config = json.load(f)
@@ -243,20 +243,20 @@ def open_sweep(uri: str) -> pd.DataFrame:
 
 
 def run(
-    config: RunConfig | Mapping[str, Any] | str | os.PathLike,
+    config: ChainConfig | Mapping[str, Any] | str | os.PathLike,
     overrides: Sequence[str] = (),
     quiet: bool = False,
 ) -> Run:
     """Run (or resume, or extend) a chain, as `collapse run` does, and open it.
 
     `config` is a chain config: a YAML path, a mapping of keys (missing ones take their
-    defaults) or a `RunConfig`; `overrides` are `--set` items (`"data.real_fraction=0.5"`).
+    defaults) or a `ChainConfig`; `overrides` are `--set` items (`"data.real_fraction=0.5"`).
     Progress goes to stderr unless `quiet`."""
     from collapse.chain import run_chain
-    from collapse.config import RunConfig, apply_overrides, load_config, validate
+    from collapse.config import ChainConfig, apply_overrides, load_config, validate
     from collapse.progress import ChainProgress
 
-    if isinstance(config, RunConfig):
+    if isinstance(config, ChainConfig):
         raw = config.model_dump(mode="json")
         resolved = validate(apply_overrides(raw, list(overrides)))
     elif isinstance(config, Mapping):

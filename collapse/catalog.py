@@ -4,18 +4,16 @@ the registries and the config's own types, so the list cannot drift from what is
 from __future__ import annotations
 
 import re
-import typing
 
 from collapse.config import (
+    FAMILIES,
     IMAGE_METRICS,
     METRICS,
     SOURCE_FORMS,
     VECTOR_METRICS,
-    ModelConfig,
-    StrategyConfig,
     data_kind,
 )
-from collapse.families import NAMES
+from collapse.strategies import STRATEGIES
 
 KINDS = ("families", "strategies", "sources", "metrics")
 
@@ -29,32 +27,24 @@ def _sentence(text: str) -> str:
     return first if len(first) <= WIDTH else first[: WIDTH - 3].rstrip() + "..."
 
 
-def _strategy(name: str) -> str:
-    """What StrategyConfig's docstring says of `name`: the paragraph that opens with it, the
-    alias it is, or the clause that names it."""
-    paragraphs = [" ".join(p.split()) for p in (StrategyConfig.__doc__ or "").split("\n\n")]
-    tag = f"`{name}`"
-    for paragraph in paragraphs:
-        if paragraph.startswith(tag):
-            return _sentence(paragraph.removeprefix(tag).lstrip(" :"))
-        if f"alias {tag}" in paragraph:
-            return f"alias of {paragraph.split('`')[1]}"
-    clauses = [c.strip() for p in paragraphs for c in re.split(r"[;:]", p) if tag in c]
-    return _sentence(clauses[0]) if clauses else ""
+def _strategies() -> list[tuple[str, str]]:
+    """Each registered strategy's name with the first sentence of its config's docstring
+    (which opens with the name), then its aliases."""
+    found = []
+    for strategy in STRATEGIES:
+        name, *aliases = strategy.names
+        doc = " ".join((strategy.config.__doc__ or "").split())
+        found.append((name, _sentence(doc.removeprefix(f"`{name}`").lstrip(" :"))))
+        found.extend((alias, f"alias of {name}") for alias in aliases)
+    return found
 
 
 def entries(kind: str) -> list[tuple[str, str]]:
     """(name, what it is) for each name of `kind`."""
     if kind == "families":
-        union = typing.get_args(typing.get_args(ModelConfig)[0])
-        docs = {
-            typing.get_args(model.model_fields["family"].annotation)[0]: model.__doc__
-            for model in union
-        }
-        return [(name, _sentence(docs.get(name) or "")) for name in NAMES]
+        return [(name, _sentence(r.config.__doc__ or "")) for name, r in FAMILIES.items()]
     if kind == "strategies":
-        names = typing.get_args(StrategyConfig.model_fields["name"].annotation)
-        return [(name, _strategy(name)) for name in names]
+        return _strategies()
     if kind == "sources":
         return [(form, f"{data_kind(form) or 'vector or image'} data") for form in SOURCE_FORMS]
     if kind == "metrics":

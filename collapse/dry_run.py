@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from collapse import stored_config
-from collapse.config import RunConfig, dump_yaml
+from collapse.config import ChainConfig, dump_yaml
 from collapse.data.mix import MixPart, plan_mix
 from collapse.resources import asks, peak, trains_on_ray
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 
 SHOWN_GENERATIONS = 3
 
 
-def describe(config: RunConfig, shown: int = SHOWN_GENERATIONS) -> str:
+def describe(config: ChainConfig, shown: int = SHOWN_GENERATIONS) -> str:
     """The resolved config, the state of the run, the mix plans of the next `shown`
     generations, the Ray resources and where the run writes, as the text the CLI prints."""
     store = RunStore.for_config(config.storage, config.name)
@@ -43,7 +43,7 @@ def describe(config: RunConfig, shown: int = SHOWN_GENERATIONS) -> str:
     return "\n".join(lines)
 
 
-def _state(config: RunConfig, stored: RunConfig | None, committed: int, uri: str) -> str:
+def _state(config: ChainConfig, stored: ChainConfig | None, committed: int, uri: str) -> str:
     if stored is None:
         return f"new run: generations 0-{config.generations - 1}"
     if stored_config.check_same(stored, config, uri):
@@ -56,7 +56,9 @@ def _state(config: RunConfig, stored: RunConfig | None, committed: int, uri: str
     return f"exists with {committed} committed generations: resumes at generation {committed}"
 
 
-def _plans(config: RunConfig, committed: list[dict[str, Any]], start: int, stop: int) -> list[str]:
+def _plans(
+    config: ChainConfig, committed: list[dict[str, Any]], start: int, stop: int
+) -> list[str]:
     """Each generation's plan; a generation not yet run is taken to store `sample.n` samples."""
     data = config.data
     sample_rows = [record["sample_rows"] for record in committed]
@@ -90,7 +92,7 @@ def _amount(cpus: float, gpus: float) -> str:
     return f"{text} + {gpus:g} GPU" if gpus else text
 
 
-def _writes(config: RunConfig, uri: str) -> list[str]:
+def _writes(config: ChainConfig, uri: str) -> list[str]:
     kind = config.data.real.partition(":")[0]
     lines = [
         f"{uri}/config.yaml, config.sha256, manifest.json, lease.json (while running)",

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import FEATURES, FLOW_METRICS, METRICS, RunConfig, validate
+from collapse.config import FEATURES, FLOW_METRICS, METRICS, ChainConfig, validate
 from collapse.data.shards import from_parquet
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
-from collapse.storage import RunStore, generation_dir
+from collapse.run_layout import generation_dir
+from collapse.run_store import RunStore
 
 FOLDER = "evaluations"
 FORMAT = 1
@@ -46,7 +47,7 @@ class Measurement:
     """What one evaluation measures: the run's config with `eval.features` and `eval.metrics`
     replaced (the rest, held-out set included, is the run's), and the extractor it resolves to."""
 
-    config: RunConfig
+    config: ChainConfig
     extractor: str
 
     @property
@@ -59,7 +60,7 @@ class Measurement:
         return f"{self.extractor}-{hashlib.sha256(names.encode()).hexdigest()[:12]}"
 
 
-def measurement(run: RunConfig, metrics: list[str] | None, features: str | None) -> Measurement:
+def measurement(run: ChainConfig, metrics: list[str] | None, features: str | None) -> Measurement:
     """The evaluation asked for, checked before anything is measured: unknown names, a feature
     space that does not fit the data, or too few rows for a metric are one UserError each."""
     unknown = [m for m in metrics or [] if m not in METRICS]

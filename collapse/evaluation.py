@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import IMAGE_METRICS, VECTOR_METRICS, RunConfig
+from collapse.config import IMAGE_METRICS, VECTOR_METRICS, ChainConfig
 from collapse.data import real
 from collapse.data.dataset import open_dataset
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
 from collapse.metrics import evaluate, features
-from collapse.storage import RunStore, Storage
+from collapse.run_store import RunStore
+from collapse.storage import Storage
 
 # Beyond this magnitude a squared distance overflows float64 (1e154 squared is 1e308).
 _OVERFLOW = 1e150
@@ -33,7 +34,7 @@ _OVERFLOW = 1e150
 class Evaluator:
     def __init__(
         self,
-        config: RunConfig,
+        config: ChainConfig,
         store: RunStore,
         space: DataSpace,
         held_out: Callable[[], np.ndarray],
@@ -48,7 +49,7 @@ class Evaluator:
         self._real: np.ndarray | None = None
 
     @classmethod
-    def for_run(cls, config: RunConfig, device: str = "cpu") -> Evaluator:
+    def for_run(cls, config: ChainConfig, device: str = "cpu") -> Evaluator:
         """An evaluator that finds the held-out set from the config alone (in a Ray task)."""
         store = RunStore.for_config(config.storage, config.name)
         where = real.locate(config, store)

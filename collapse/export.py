@@ -15,6 +15,9 @@ the record):
   `diffusers/unet/` (`UNet2DConditionModel`).
 - vector data (MLP nets): `net.safetensors` and `net.json` (architecture and sampler).
 
+A trained family's `export` (`collapse.families.protocol.TrainedFamily`) calls its writer
+here: `rectified_flow`, `ddpm` or `stable_diffusion`.
+
 `diffusers/sampling.json` says how the chain drew the generation's samples (steps, scheduler
 grid, eta or guidance), so a sample drawn from the export with the same noise is the chain's.
 
@@ -43,20 +46,50 @@ import numpy as np
 EXPORT_DIR = "model/diffusers"
 NET_WEIGHTS, NET_CONFIG = "model/net.safetensors", "model/net.json"
 SAMPLING = "sampling.json"
+VECTOR_FORMAT = "safetensors:VectorField"
 
 
 def files(family: str, params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
-    """(format, {path under gen-k/: bytes}) of a generation's parameters; ("", {}) for the
-    closed-form families, whose parameters are a few numbers (params.npz is their format)."""
-    if family in ("rectified_flow", "ddpm"):
-        from collapse.families import trained
+    """(format, {path under gen-k/: bytes}) of a generation's parameters: the trained family's
+    `export`; ("", {}) for the closed-form families, whose parameters are a few numbers
+    (params.npz is their format)."""
+    from collapse.families import get_family
 
-        if trained.spec(params)["kind"] == "vector":
-            return "safetensors:VectorField", _vector_net(family, params)
-        return _image_unet(family, params)
-    if family == "stable_diffusion":
-        return _stable_diffusion(params)
-    return "", {}
+    found = get_family(family)
+    return found.export(params) if found.trained else ("", {})
+
+
+def rectified_flow(params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
+    """The MLP as safetensors, or the UNet with diffusers' flow-matching Euler scheduler."""
+    spec = _spec(params)
+    sampling = _flow_sampling(spec)
+    if spec["kind"] == "vector":
+        return VECTOR_FORMAT, _vector_net("rectified_flow", params, sampling)
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    unet = _image_unet(params)
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=999, invert_sigmas=True)
+    written = {
+        **_under("unet", _saved(lambda d: unet.save_pretrained(d, safe_serialization=True))),
+        **_under("scheduler", _saved(scheduler.save_pretrained)),
+        SAMPLING: _json(sampling),
+    }
+    return "diffusers:UNet2DModel+FlowMatchEulerDiscreteScheduler", _under(EXPORT_DIR, written)
+
+
+def ddpm(params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
+    """The MLP as safetensors, or the UNet as a DDPMPipeline with the DDIM scheduler."""
+    spec = _spec(params)
+    sampling = _ddpm_sampling(spec)
+    if spec["kind"] == "vector":
+        return VECTOR_FORMAT, _vector_net("ddpm", params, sampling)
+    from diffusers import DDIMScheduler, DDPMPipeline
+
+    scheduler = DDIMScheduler.from_config(spec["schedule"])
+    pipeline = DDPMPipeline(unet=_image_unet(params), scheduler=scheduler)
+    written = _saved(lambda d: pipeline.save_pretrained(d, safe_serialization=True))
+    written[SAMPLING] = _json(sampling)
+    return "diffusers:DDPMPipeline", _under(EXPORT_DIR, written)
 
 
 def _spec(params: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -95,17 +128,20 @@ def _under(folder: str, written: dict[str, bytes]) -> dict[str, bytes]:
     return {f"{folder}/{rel}": data for rel, data in written.items()}
 
 
-def _vector_net(family: str, params: dict[str, np.ndarray]) -> dict[str, bytes]:
+def _vector_net(
+    family: str, params: dict[str, np.ndarray], sampling: dict[str, Any]
+) -> dict[str, bytes]:
     """An MLP velocity (or noise) net: safetensors, plus the JSON that rebuilds and samples it."""
     from safetensors.torch import save
+    from torch import nn
 
-    from collapse.flow.nets import TIMESTEP_SCALE, build_velocity_net
+    from collapse.training.nets import TIMESTEP_SCALE, build_velocity_net
 
     spec = _spec(params)
     net = build_velocity_net("vector", tuple(spec["shape"]), spec["net"])
-    linear = [m for m in net.mlp if hasattr(m, "weight")]
+    linear = [m for m in net.mlp if isinstance(m, nn.Linear)]
     config = {
-        "format": "safetensors:VectorField",
+        "format": VECTOR_FORMAT,
         "family": family,
         "dim": int(spec["shape"][0]),
         "hidden": linear[0].out_features,
@@ -117,63 +153,51 @@ def _vector_net(family: str, params: dict[str, np.ndarray]) -> dict[str, bytes]:
             "s = t * time_scale and f_i = 10000^(-i / (time_embed / 2)), i < time_embed / 2"
         ),
         "time_scale": TIMESTEP_SCALE,
-        "sampling": _sampling(family, spec),
+        "sampling": sampling,
     }
     weights = _weights(params)
     return {NET_WEIGHTS: save(weights, metadata={"format": "pt"}), NET_CONFIG: _json(config)}
 
 
-def _sampling(family: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """How the chain samples: rectified flow's Euler grid, or DDPM's scheduler and eta."""
+def _flow_sampling(spec: dict[str, Any]) -> dict[str, Any]:
+    """How the chain samples a rectified flow: Euler on a uniform grid."""
     steps = int(spec["steps"])
-    if family == "rectified_flow":
-        return {
-            "sampler": "euler",
-            "num_inference_steps": steps,
-            "t": [i / steps for i in range(steps)],  # each step x += v(x, t) / steps
-            "sigmas": [1.0 - i / steps for i in range(steps)],  # the scheduler's, inverted
-        }
+    return {
+        "sampler": "euler",
+        "num_inference_steps": steps,
+        "t": [i / steps for i in range(steps)],  # each step x += v(x, t) / steps
+        "sigmas": [1.0 - i / steps for i in range(steps)],  # the scheduler's, inverted
+    }
+
+
+def _ddpm_sampling(spec: dict[str, Any]) -> dict[str, Any]:
+    """How the chain samples a DDPM: its scheduler and DDIM's eta."""
     from collapse.diffusion.ddpm import SAMPLER_ETA
 
     return {
         "sampler": spec["sampler"],
         "scheduler": "DDIMScheduler",
-        "num_inference_steps": steps,
+        "num_inference_steps": int(spec["steps"]),
         "eta": SAMPLER_ETA[spec["sampler"]],
         "timestep_input": "the net reads t = k / time_scale for DDPM step k",
         "schedule": spec["schedule"],
     }
 
 
-def _image_unet(family: str, params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
-    from diffusers import DDIMScheduler, DDPMPipeline, FlowMatchEulerDiscreteScheduler, UNet2DModel
-
-    from collapse.flow.nets import build_velocity_net
+def _image_unet(params: dict[str, np.ndarray]) -> Any:
+    """The trained UNet2DModel of an image net family's parameters."""
+    from collapse.training.nets import build_velocity_net
 
     spec = _spec(params)
     field = build_velocity_net("image", tuple(spec["shape"]), spec["net"])
     field.load_state_dict(_weights(params))
-    unet: UNet2DModel = field.unet
-    sampling = _sampling(family, spec)
-    if family == "ddpm":
-        scheduler = DDIMScheduler.from_config(spec["schedule"])
-        pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
-        written = _saved(lambda d: pipeline.save_pretrained(d, safe_serialization=True))
-        written[SAMPLING] = _json(sampling)
-        return "diffusers:DDPMPipeline", _under(EXPORT_DIR, written)
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=999, invert_sigmas=True)
-    written = {
-        **_under("unet", _saved(lambda d: unet.save_pretrained(d, safe_serialization=True))),
-        **_under("scheduler", _saved(scheduler.save_pretrained)),
-        SAMPLING: _json(sampling),
-    }
-    return "diffusers:UNet2DModel+FlowMatchEulerDiscreteScheduler", _under(EXPORT_DIR, written)
+    return field.unet
 
 
 _ADAPTER = re.compile(r"\.(lora_[AB])\.default\.")
 
 
-def _stable_diffusion(params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
+def stable_diffusion(params: dict[str, np.ndarray]) -> tuple[str, dict[str, bytes]]:
     """LoRA: the adapter as `save_lora_weights` writes it (peft's names without the adapter
     name, its rank and alpha in the file's metadata); full: the fine-tuned UNet's folder, its
     config the pretrained UNet's."""

@@ -22,7 +22,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from collapse.storage import TRAIN_DIR, RunStore, generation_dir
+from collapse.run_layout import TRAIN_DIR, generation_dir
+from collapse.run_store import RunStore
 
 CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's list of checkpoints
 STATE_FILE, STATE_SHA = "state.pt", "state.sha256"

@@ -7,8 +7,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from collapse.config import RunConfig
-from collapse.storage import RunStore
+from collapse.config import ChainConfig
+from collapse.run_store import RunStore
 
 # Beyond this many generations a line each would bury the bar; the bar's postfix carries them.
 _LINES_UP_TO = 100
@@ -21,7 +21,7 @@ def headline(metrics: dict[str, float], limit: int = 4) -> str:
 
 
 class ChainProgress:
-    def __init__(self, config: RunConfig, quiet: bool = False):
+    def __init__(self, config: ChainConfig, quiet: bool = False):
         self.config = config
         self.quiet = quiet
         self.bar: tqdm | None = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collapse.config import RunConfig, data_kind
+from collapse.config import ChainConfig, data_kind
 from collapse.families import get_family
+from collapse.strategies.self_correct import knn_workers
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,18 @@ class Ask:
         return self.count * self.cpus, self.count * self.gpus
 
 
-def trains_on_ray(config: RunConfig) -> bool:
-    return getattr(get_family(config.model.family), "trains_on_ray", False)
+def trains_on_ray(config: ChainConfig) -> bool:
+    return get_family(config.model.family).trained
 
 
-def chain_actor_cpus(config: RunConfig) -> int:
+def chain_actor_cpus(config: ChainConfig) -> int:
     """The chain's actor holds a CPU only where it does the work itself: with Ray Train
     workers or a sampling pool it only orchestrates, and its CPU goes to them."""
-    pools = config.sample.workers or config.strategy.knn_workers
+    pools = config.sample.workers or knn_workers(config.strategy)
     return 0 if pools or trains_on_ray(config) else 1
 
 
-def asks(config: RunConfig) -> list[Ask]:
+def asks(config: ChainConfig) -> list[Ask]:
     """Every request a generation makes beyond the chain's actor, in the order of its steps."""
     train, gpu = config.train, 1.0 if config.train.use_gpu else 0.0
     found = [Ask("chain", "the chain's actor (whole run)", 1, chain_actor_cpus(config), 0.0)]
@@ -47,14 +48,14 @@ def asks(config: RunConfig) -> list[Ask]:
         cpus = 0.0 if train.use_gpu else train.cpus_per_worker
         if train.workers:  # 0: Ray Train's local mode, in the chain's actor
             found.append(Ask("train", "Ray Train workers", train.workers, cpus, gpu))
-        if config.model.family == "stable_diffusion":
+        if get_family(config.model.family).latent:
             tasks = max(1, train.workers)
             found.append(Ask("encode", "VAE encoding tasks (up to)", tasks, cpus, gpu))
     if config.sample.workers:
         cpus = 0.0 if train.use_gpu else 1.0
         found.append(Ask("sample", "Ray Data sampling actors", config.sample.workers, cpus, gpu))
-    if config.strategy.name == "self_correct" and config.strategy.knn_workers:
-        knn = config.strategy.knn_workers
+    knn = knn_workers(config.strategy)
+    if knn:
         found.append(Ask("correct", "Ray Data nearest-neighbour tasks (up to)", knn, 1.0, 0.0))
     kind = data_kind(config.data.real)
     if kind != "vector":  # vector metrics run in the chain's actor

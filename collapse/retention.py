@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from collapse.storage import TRAIN_DIR, RunStore, generation_dir
+from collapse.run_layout import TRAIN_DIR, generation_dir
+from collapse.run_store import RunStore
 
 
 def prune_checkpoints(store: RunStore, committed: int, keep: int | Literal["all"]) -> list[int]:

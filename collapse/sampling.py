@@ -13,28 +13,30 @@ what one and the same noise becomes as the chain goes on.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from collapse.config import REAL_PAIRING, RunConfig
+from collapse.config import ChainConfig
 from collapse.data.shards import to_parquet
 from collapse.data.space import DataSpace
+from collapse.families.protocol import Family
 from collapse.noise import row_normals
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 
 GRID_STREAM = (1 << 63) + 1  # the grid's noise stream: above every generation number
 
 
-def keeps_noise(config: RunConfig) -> bool:
-    """Reflow trains the next generation on (noise, sample) pairs: store the noise with them
-    (the online strategies make their pairs on the fly and store none)."""
-    return config.strategy.name in ("reflow", *REAL_PAIRING)
+def keeps_noise(config: ChainConfig) -> bool:
+    """Whether the chain's strategy stores each sample's noise beside it (reflow trains the
+    next generation on those (noise, sample) pairs)."""
+    from collapse.strategies import get_strategy
+
+    return get_strategy(config.strategy.name).keeps_noise
 
 
 def draw(
-    family: ModuleType,
+    family: Family,
     params: dict[str, np.ndarray],
     seed: int,
     stream: int,
@@ -44,20 +46,17 @@ def draw(
     """(samples, the noise each was drawn from); `stream` is the generation, or GRID_STREAM.
 
     `bias` is MAD's sampling bias lambda (Alemohammad et al. 2023): the noise is scaled by it
-    (a family's `biased_columns` says which part, by default all), so lambda < 1 draws samples
+    (the family's `biased_columns` say which part), so lambda < 1 draws samples
     nearer the modes, trading diversity for quality."""
     noise = row_normals(seed, ids, family.noise_dim(params), stream=stream)
     if bias != 1.0:
-        columns = (
-            family.biased_columns(params) if hasattr(family, "biased_columns") else slice(None)
-        )
-        noise[:, columns] *= bias
+        noise[:, family.biased_columns(params)] *= bias
     return np.ascontiguousarray(family.sample(params, noise), dtype=np.float32), noise
 
 
-def captions(family: ModuleType, params: dict[str, np.ndarray], noise: np.ndarray) -> list | None:
+def captions(family: Family, params: dict[str, np.ndarray], noise: np.ndarray) -> list | None:
     """The caption each sample was drawn for, by a text-conditioned family; else None."""
-    return family.captions(params, noise) if hasattr(family, "captions") else None
+    return family.captions(params, noise)
 
 
 def write_batch(
@@ -80,7 +79,7 @@ def write_batch(
 def sample_locally(
     store: RunStore,
     space: DataSpace,
-    family: ModuleType,
+    family: Family,
     params: dict[str, np.ndarray],
     seed: int,
     generation: int,
@@ -99,7 +98,7 @@ def sample_locally(
     return shards
 
 
-def grid_size(config: RunConfig, space: DataSpace) -> int:
+def grid_size(config: ChainConfig, space: DataSpace) -> int:
     """Rows of the fixed-noise grid: image runs only (a vector run's picture is a scatter)."""
     return config.eval.grid if space.kind == "image" else 0
 
@@ -107,7 +106,7 @@ def grid_size(config: RunConfig, space: DataSpace) -> int:
 def sample_grid(
     store: RunStore,
     space: DataSpace,
-    family: ModuleType,
+    family: Family,
     params: dict[str, np.ndarray],
     seed: int,
     generation: int,
@@ -118,3 +117,31 @@ def sample_grid(
     x, noise = draw(family, params, seed, GRID_STREAM, ids, bias)
     texts = captions(family, params, noise)
     return write_batch(store, space, generation, x, ids, folder="grid", texts=texts)
+
+
+def sample_in_process(
+    config: ChainConfig,
+    store: RunStore,
+    space: DataSpace,
+    family: Family,
+    params: dict[str, np.ndarray],
+    generation: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A generation's sample shards and its grid's shards (none for vectors), drawn here."""
+    seed, bias = config.seed, config.sample.bias
+    shards = sample_locally(
+        store,
+        space,
+        family,
+        params,
+        seed,
+        generation,
+        config.sample.n,
+        config.sample.batch_size,
+        keeps_noise(config),
+        bias,
+    )
+    grid = grid_size(config, space)
+    if not grid:
+        return shards, []
+    return shards, [sample_grid(store, space, family, params, seed, generation, grid, bias)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 
 from collapse.config import (
-    RunConfig,
+    ChainConfig,
     differing_keys,
     dump_yaml,
     parse_yaml,
@@ -30,7 +30,8 @@ from collapse.config import (
     validate,
 )
 from collapse.errors import UserError
-from collapse.storage import CONFIG, RunStore
+from collapse.run_layout import CONFIG
+from collapse.run_store import RunStore
 
 CONFIG_SHA = "config.sha256"
 
@@ -39,7 +40,7 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write(store: RunStore, config: RunConfig) -> None:
+def write(store: RunStore, config: ChainConfig) -> None:
     """Create the run's config and its checksum (the checksum last: it vouches for the file)."""
     text = dump_yaml(config)
     store.write_config(text)
@@ -65,7 +66,7 @@ def _recorded(text: str) -> list[str]:
     return [line.split()[0] for line in text.splitlines() if line.split()]
 
 
-def read(store: RunStore) -> RunConfig | None:
+def read(store: RunStore) -> ChainConfig | None:
     """The stored config, validated and checked against its checksum; None for no run."""
     text = store.read_config()
     if text is None:
@@ -90,7 +91,7 @@ def read(store: RunStore) -> RunConfig | None:
     )
 
 
-def check_same(stored: RunConfig, config: RunConfig, uri: str) -> bool:
+def check_same(stored: ChainConfig, config: ChainConfig, uri: str) -> bool:
     """Refuse to continue run `uri` with a config other than the one it was created with, but
     for keys that may change on resume and a raised `generations`; True when it is raised (the
     run is to be extended)."""
@@ -119,7 +120,7 @@ def check_same(stored: RunConfig, config: RunConfig, uri: str) -> bool:
     return extended
 
 
-def extend(store: RunStore, generations: int) -> RunConfig:
+def extend(store: RunStore, generations: int) -> ChainConfig:
     """Store the run's config with `generations` raised, in the three steps the module's
     docstring gives; the extended config."""
     text = store.read_config()
@@ -134,7 +135,7 @@ def extend(store: RunStore, generations: int) -> RunConfig:
     return extended
 
 
-def with_overrides(stored: RunConfig, overrides: list[str], uri: str) -> RunConfig:
+def with_overrides(stored: ChainConfig, overrides: list[str], uri: str) -> ChainConfig:
     """The stored config of run `uri` with `collapse resume --set` applied: keys that may change
     on resume, and a raised `generations` (checked when the run opens); any other key is refused
     by name."""

@@ -33,16 +33,16 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from collapse.config import RunConfig, flatten
+from collapse.config import ChainConfig, flatten
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 
 TENSORBOARD_DIR = "tensorboard"
 RUN_TAG = "collapse.run_uri"  # the MLflow tag that finds a chain's run again on resume
 
 
 @contextlib.contextmanager
-def trackers(config: RunConfig, store: RunStore) -> Iterator[Trackers]:
+def trackers(config: ChainConfig, store: RunStore) -> Iterator[Trackers]:
     """The chain's trackers, open for its generations and closed after them (nothing is
     imported or opened when `tracking:` is off)."""
     opened = Trackers(config, store)
@@ -57,7 +57,7 @@ class Trackers:
     first generation, in one line; one that fails to log a generation later is reported on
     stderr and skipped, since the run's own files hold everything it would have shown."""
 
-    def __init__(self, config: RunConfig, store: RunStore):
+    def __init__(self, config: ChainConfig, store: RunStore):
         self.store, self.steps = store, config.train.steps
         tracking = config.tracking
         wanted = {
@@ -157,7 +157,7 @@ def allow_file_store(uri: str) -> None:
 
 
 class _MLflow:
-    def __init__(self, config: RunConfig, store: RunStore):
+    def __init__(self, config: ChainConfig, store: RunStore):
         import mlflow
         from mlflow.entities import Param
 
@@ -209,7 +209,7 @@ class _MLflow:
 
 
 class _WandB:
-    def __init__(self, config: RunConfig, store: RunStore):
+    def __init__(self, config: ChainConfig, store: RunStore):
         import wandb
 
         settings = config.tracking.wandb

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from collapse.config import RunConfig, validate
+from collapse.config import ChainConfig, validate
 
 
-def make_config(storage: str, **sections: Any) -> RunConfig:
+def make_config(storage: str, **sections: Any) -> ChainConfig:
     """A validated config from keyword sections, e.g. make_config(dir, data={...}, model={...})."""
     raw: dict[str, Any] = {
         "name": "t",
@@ -27,13 +27,28 @@ def make_config(storage: str, **sections: Any) -> RunConfig:
     return validate(raw)
 
 
-def run_in_process(config: RunConfig) -> list[dict[str, Any]]:
-    """The chain's generations without Ray: the same worker the Ray actor runs."""
-    from collapse.chain import ChainWorker, open_run
+def run_in_process(config: ChainConfig) -> list[dict[str, Any]]:
+    """The chain's generations in this process: the engine the Ray actor runs, on the local
+    backend (a trained family's training still on Ray Train, in local mode for workers: 0)."""
+    from collapse.chain import open_run
 
     _, start = open_run(config)
-    worker = ChainWorker(config)
-    return [worker.run_generation(g) for g in range(start, config.generations)]
+    engine = in_process_engine(config)
+    return [engine.run_generation(g) for g in range(start, config.generations)]
+
+
+def in_process_engine(config: ChainConfig, lease_token: str | None = None):
+    """The chain's engine with the local backend (and the Ray trainer for trained families)."""
+    from collapse.engine import ChainEngine, LocalBackend
+    from collapse.families import get_family
+
+    trainer = None
+    if get_family(config.model.family).trained:
+        from collapse.distributed.backend import RayTrainer
+        from collapse.distributed.runtime import storage_settings
+
+        trainer = RayTrainer(config, storage_settings())
+    return ChainEngine(config, LocalBackend(trainer), lease_token)
 
 
 def to_real_mean(x, *, real, rng):

@@ -26,6 +26,7 @@ def config(storage):
     }
 
 
+@pytest.mark.slow
 def test_a_chain_run_from_python_reads_back_as_a_dataframe_arrays_and_models(ray_cluster, tmp_path):
     run = collapse.run(config(tmp_path), overrides=["seed=4"], quiet=True)
     assert run.uri == str(tmp_path / "api") and run.config.seed == 4

@@ -29,7 +29,13 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("what", list(EXPECTED))
+# train, chain and data fit on Ray Train workers; sample runs a Ray Data pool only
+MARKS = {"sample": pytest.mark.slow}
+
+
+@pytest.mark.parametrize(
+    "what", [pytest.param(w, marks=MARKS.get(w, pytest.mark.ray_train)) for w in EXPECTED]
+)
 def test_each_benchmark_runs_tiny_on_cpu_and_prints_its_figures(ray_cluster, capsys, what):
     assert main(["bench", what, "--tiny"]) == 0
     out = capsys.readouterr().out

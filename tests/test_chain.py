@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapse.chain import ChainWorker, config_of_run, open_run, run_chain
+from collapse.chain import config_of_run, open_run, run_chain
 from collapse.data.shards import from_parquet, table_to_vectors
+from collapse.engine import ChainEngine, LocalBackend
 from collapse.errors import UserError
 from collapse.report import load_records
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 
@@ -90,7 +91,7 @@ def test_resume_overwrites_scratch_and_matches_uninterrupted(ray_cluster, tmp_pa
         )
     )
     open_run(config)
-    worker = ChainWorker(config)
+    worker = ChainEngine(config, LocalBackend())
     worker.run_generation(0)
     worker.run_generation(1)
     scratch = tmp_path / "x" / "t" / "gen-0002" / "samples"
@@ -117,9 +118,9 @@ def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path):
         make_config(str(tmp_path / "ref"), generations=4, data={"loop": "accumulate"})
     )
     open_run(config)
-    ChainWorker(config).run_generation(0)
-    ChainWorker(config).run_generation(1)
-    fresh = ChainWorker(config)  # a new process: nothing cached, all history from shards
+    ChainEngine(config, LocalBackend()).run_generation(0)
+    ChainEngine(config, LocalBackend()).run_generation(1)
+    fresh = ChainEngine(config, LocalBackend())  # a new process: nothing cached, all from shards
     records = [fresh.run_generation(2), fresh.run_generation(3)]
     assert records[-1]["train_rows"] == 400
     assert metrics_of(records) == metrics_of(reference[2:])
@@ -128,13 +129,13 @@ def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path):
 def test_corrupted_shard_is_detected_on_resume(tmp_path):
     config = make_config(str(tmp_path), generations=3)
     open_run(config)
-    ChainWorker(config).run_generation(0)
+    ChainEngine(config, LocalBackend()).run_generation(0)
     shard = tmp_path / "t" / "gen-0000" / "samples" / "part-000000000.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(
         UserError, match="gen-0000/samples/part-000000000.parquet: checksum mismatch"
     ):
-        ChainWorker(config).run_generation(1)
+        ChainEngine(config, LocalBackend()).run_generation(1)
 
 
 def test_chain_on_s3_through_ray(ray_cluster, s3_bucket):
@@ -154,6 +155,7 @@ def test_chain_on_s3_through_ray(ray_cluster, s3_bucket):
     assert run_chain(config).already_complete
 
 
+@pytest.mark.subprocess
 def test_math_modules_never_import_ray():
     import subprocess
     import sys
@@ -165,3 +167,32 @@ def test_math_modules_never_import_ray():
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.subprocess
+def test_a_closed_form_chain_runs_in_process_without_importing_ray(tmp_path):
+    """The local backend: nothing of Ray is imported, at import or while the chain runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from collapse.chain import open_run\n"
+        "from collapse.engine import ChainEngine, LocalBackend\n"
+        "from tests.helpers import make_config\n"
+        f"config = make_config({str(tmp_path)!r}, generations=2,\n"
+        "    strategy={'name': 'self_correct', 'corrector': 'knn'})\n"
+        "open_run(config)\n"
+        "engine = ChainEngine(config, LocalBackend())\n"
+        "records = [engine.run_generation(g) for g in range(2)]\n"
+        "assert records[1]['correction']['rows'] == 100\n"
+        "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_the_local_backend_refuses_a_trained_family_in_one_line(tmp_path):
+    config = make_config(str(tmp_path), model={"family": "rectified_flow"})
+    with pytest.raises(UserError, match=r"^model.family: rectified_flow is trained on Ray Train"):
+        ChainEngine(config, LocalBackend())

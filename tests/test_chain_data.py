@@ -16,7 +16,7 @@ from collapse.chain import open_run, run_chain
 from collapse.data.shards import from_parquet, table_kind, table_to_images
 from collapse.errors import UserError
 from collapse.prepare import prepare
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 DIGITS = {"real": "sklearn:digits", "n_real": 300, "n_train": 300, "n_eval": 120}
@@ -28,6 +28,7 @@ def _images(store, record):
     )
 
 
+@pytest.mark.slow
 def test_image_chain_on_s3_with_a_sampling_pool(ray_cluster, s3_bucket, s3_server, tmp_path):
     config = make_config(
         f"s3://{s3_bucket}/runs",
@@ -158,6 +159,7 @@ def test_parquet_source_with_held_out_rows_after_the_pool(tmp_path):
         open_run(too_many)
 
 
+@pytest.mark.subprocess
 def test_cli_prepare_writes_a_dataset_and_refuses_bad_input(tmp_path):
     out = tmp_path / "digits16"
     ok = subprocess.run(

@@ -15,9 +15,10 @@ import yaml
 
 from collapse import __version__
 from collapse.chain import run_chain
-from collapse.cli import _parser, main
+from collapse.cli import main
+from collapse.cli.parser import build_parser
 from collapse.config import load_config
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def collapse(env, *args, check=True, timeout=300):
     return result
 
 
+@pytest.mark.subprocess
 def test_run_then_rerun_then_report(cli_env, tmp_path):
     storage = str(tmp_path / "runs")
     first = collapse(
@@ -75,6 +77,8 @@ def test_run_then_rerun_then_report(cli_env, tmp_path):
     assert set(report[0]["metrics"]) == {"w2", "mmd", "mean_err", "var", "precision", "recall"}
 
 
+@pytest.mark.subprocess
+@pytest.mark.faults
 def test_killed_run_resumes_to_the_uninterrupted_result(ray_cluster, cli_env, tmp_path):
     storage = tmp_path / "runs"
     args = [
@@ -129,6 +133,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(ray_cluster, cli_env, tm
     assert [r["metrics"] for r in final] == [r["metrics"] for r in reference]
 
 
+@pytest.mark.subprocess
 def test_without_ray_address_a_local_ray_is_started_on_demand(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -156,7 +161,7 @@ def test_version_and_help_for_every_option(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out == f"collapse {__version__}\n"
-    commands = next(a for a in _parser()._actions if a.choices and a.dest == "command")
+    commands = next(a for a in build_parser()._actions if a.choices and a.dest == "command")
     assert {"run", "resume", "evaluate", "list"} <= set(commands.choices)
     missing = [
         f"{name} {action.dest}"

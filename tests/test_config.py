@@ -1,3 +1,5 @@
+import typing
+
 import pytest
 
 from collapse.cli import main
@@ -105,6 +107,11 @@ def test_differing_keys_names_the_changed_keys_only():
     assert differing_keys(a, b) == ["model.estimator", "seed"]
 
 
+RF = {"family": "rectified_flow"}
+DDPM = {"family": "ddpm"}
+DIGITS = {"data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000}}
+
+
 @pytest.mark.parametrize(
     ("raw", "needles"),
     [
@@ -127,6 +134,29 @@ def test_differing_keys_names_the_changed_keys_only():
         ({"strategy": {"name": "none", "strength": 0.5}}, ["strength", "only self_correct"]),
         ({"strategy": {"name": "reflow"}}, ["strategy.name", "needs model.family rectified_flow"]),
         ({"model": {"family": "rectified_flow", "init": "last"}}, ["model.init", "'previous'"]),
+        (
+            {"model": RF | {"net": {"hiddn": 3}}},
+            ["model.net.hiddn", "unknown key", "hidden, depth", "preset"],
+        ),
+        (
+            {"model": RF | {"net": {"hidden": "wide"}}},
+            ["model.net.hidden", "valid integer", "'wide'"],
+        ),
+        ({"model": RF | {"net": {"time_embed": 5}}}, ["model.net.time_embed", "multiple of 2"]),
+        ({"model": RF | {"net": 3}}, ["model.net", "a mapping"]),
+        (
+            {"model": DDPM | {"net": {"preset": "huge"}}},
+            ["model.net.preset", "'tiny'", "'ddpm_cifar10'"],
+        ),
+        (
+            {"model": DDPM | {"net": {"block_out_channels": 64}}},
+            ["model.net.block_out_channels", "list"],
+        ),
+        (
+            {"model": RF | {"net": {"preset": "small"}}},
+            ["model.net.preset", "vector data trains the MLP"],
+        ),
+        (DIGITS | {"model": RF | {"net": {"depth": 2}}}, ["model.net.depth", "image data", "UNet"]),
         ({"data": {"real": "toy:spiral"}}, ["data.real", "toy:mog8"]),
         ({"data": {"real": "toy:mog8", "dim": 3}}, ["data", "2-dimensional"]),
         ({"data": {"n_train": 5000}}, ["n_train", "n_real"]),
@@ -192,3 +222,61 @@ def test_non_mapping_config_is_rejected(tmp_path, capsys):
     path.write_text("- 1\n- 2\n")
     assert main(["run", str(path)]) == 2
     assert "must be a mapping" in capsys.readouterr().err
+
+
+def test_a_net_key_typo_exits_2_in_one_line_before_anything_runs(tmp_path, capsys):
+    storage = tmp_path / "runs"
+    argv = ["run", "configs/rf_mog8_reflow.yaml", "--storage", str(storage)]
+    assert main([*argv, "--set", "model.net.hiddn=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("collapse: error: config error: model.net.hiddn")
+    assert "unknown key" in err and not storage.exists()
+
+
+def test_a_net_keeps_the_keys_given_in_their_order_through_config_yaml():
+    unet = {"preset": "ddpm_cifar10", "attention_head_dim": None}  # None: no attention heads
+    for net in ({}, {"depth": 2, "hidden": 64}, unet):
+        data = {"real": "torchvision:cifar10"} if "preset" in net else {}
+        config = validate({"data": data, "model": {"family": "ddpm", "net": net}})
+        assert list(config.model.net.as_dict().items()) == list(net.items())
+        again = validate(parse_yaml(dump_yaml(config), "config.yaml"))
+        assert list(again.model.net.as_dict().items()) == list(net.items())
+        assert again.model_dump() == config.model_dump()
+    assert validate({"model": RF}).model.net.hidden == 256  # VectorField's default
+
+
+def test_a_parquet_dataset_checks_the_net_against_its_kind_when_opened():
+    from collapse.data.real import check_fit
+    from collapse.data.space import DataSpace
+
+    raw = {"data": {"real": "parquet:/data/set"}, "model": RF | {"net": {"hidden": 8}}}
+    config = validate(raw)  # the kind is not known until the dataset's index is read
+    check_fit(config, DataSpace("vector", (2,)), "/data/set")
+    with pytest.raises(UserError, match=r"^model\.net\.hidden: .* image data trains the UNet"):
+        check_fit(config, DataSpace("image", (8, 8, 1)), "/data/set")
+
+
+def test_the_typed_nets_are_the_net_factory_s_keys():
+    """The config's nets list what `collapse.training.nets` builds: the MLP's keys and
+    defaults, the UNet presets, and every UNet2DModel key but the three the data sets, each
+    typed so that UNet2DModel's own default validates."""
+    import inspect
+
+    from diffusers import UNet2DModel
+
+    from collapse.config import MLPNet, UNetNet
+    from collapse.training.nets import UNET_PRESETS, VectorField
+
+    mlp = inspect.signature(VectorField.__init__).parameters
+    assert {k: p.default for k, p in mlp.items() if k not in ("self", "dim")} == {
+        k: f.default for k, f in MLPNet.model_fields.items()
+    }
+    unet = inspect.signature(UNet2DModel.__init__).parameters
+    shape = {"self", "in_channels", "out_channels", "sample_size"}
+    keys = set(UNetNet.model_fields) - {"preset"}
+    assert keys == set(unet) - shape
+    for key in keys:
+        default = unet[key].default
+        given = UNetNet.model_validate({key: default}).as_dict()
+        assert given == {key: list(default) if isinstance(default, tuple) else default}
+    assert typing.get_args(UNetNet.model_fields["preset"].annotation) == tuple(UNET_PRESETS)

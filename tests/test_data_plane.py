@@ -11,14 +11,18 @@ import pytest
 
 from collapse.config import validate
 from collapse.data.dataset import open_dataset
-from collapse.data.feed import Decode, Feed, plan_chunks, read_all, span
+from collapse.data.feed.batches import Feed
+from collapse.data.feed.chunks import plan_chunks, read_all
+from collapse.data.feed.decode import Decode
+from collapse.data.feed.order import span
 from collapse.data.mix import expand, plan_mix
 from collapse.data.shards import table_to_images
 from collapse.data.space import DataSpace
-from collapse.families import gaussian
+from collapse.families.gaussian import FAMILY as gaussian
 from collapse.prepare import prepare
+from collapse.run_store import RunStore
 from collapse.sampling import sample_locally
-from collapse.storage import RunStore, Storage
+from collapse.storage import Storage
 
 
 @pytest.fixture
@@ -126,6 +130,7 @@ def _count_rows_per_epoch(config):
         train.report({"sets": seen}, checkpoint=checkpoint)
 
 
+@pytest.mark.ray_train
 def test_two_train_workers_share_each_epoch_in_memory_and_streamed(
     ray_cluster, tmp_path, gaussian_samples
 ):
@@ -198,6 +203,7 @@ def test_image_rows_reach_workers_as_chw_bytes(ray_cluster, tmp_path):
         np.testing.assert_array_equal(batch["generation"], np.full(64, -1))
 
 
+@pytest.mark.slow
 def test_distributed_sampling_matches_in_process_sampling(ray_cluster, tmp_path):
     from collapse.distributed.sampling import sample_with_ray_data
 

@@ -12,8 +12,8 @@ from collapse.chain import run_chain
 from collapse.config import validate
 from collapse.diffusion.ddpm import epsilon_objective, noise_per_row, sample, schedule
 from collapse.families import get_family
+from collapse.run_store import RunStore
 from collapse.sampling import draw
-from collapse.storage import RunStore
 from tests.helpers import make_config, run_in_process
 
 SCALE = 2.0  # data ~ N(0, SCALE^2 I)
@@ -40,6 +40,7 @@ def test_samplers_with_the_optimal_predictor_reproduce_gaussian_data(sampler, to
     assert abs(x.mean().item()) < 0.05
 
 
+@pytest.mark.slow
 def test_ddim_is_a_function_of_the_noise_and_bias_narrows_it():
     generator = torch.Generator().manual_seed(1)
     noise = torch.randn(20_000, 2, generator=generator)
@@ -98,6 +99,7 @@ def test_mad_sampling_bias_loses_recall_faster_and_keeps_precision(tmp_path):
     assert pb_last > 0.9, curves
 
 
+@pytest.mark.ray_train
 def test_a_ddpm_generation_trains_on_two_workers_and_samples(ray_cluster, tmp_path):
     config = validate(
         {

@@ -12,7 +12,7 @@ import pytest
 from collapse import evaluate
 from collapse.chain import config_of_run
 from collapse.cli import main
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 

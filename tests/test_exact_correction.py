@@ -9,7 +9,7 @@ import pytest
 
 from collapse.data.sources import MOG8_RADIUS, MOG8_STD, toy_sample
 from collapse.errors import UserError
-from collapse.strategies.correct import correct_rows
+from collapse.strategies.self_correct import correct_rows
 from collapse.strategies.true_draws import true_draws
 from tests.helpers import make_config, run_in_process
 
@@ -86,6 +86,7 @@ def test_exact_restores_lost_modes_and_langevin_does_not():
     assert np.isin(_modes(out), [1, 3, 5, 7]).mean() < 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [401, 402, 403])
 def test_exact_correction_keeps_a_fully_synthetic_gmm_loop_at_generation_0(tmp_path, seed):
     """Gillman et al.'s claim where Langevin falls short: GMM(8) refit on 200 of its own

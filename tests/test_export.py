@@ -32,8 +32,8 @@ from collapse.config import DDPMModel, StableDiffusionModel
 from collapse.data.space import DataSpace
 from collapse.diffusion import stable_diffusion as sd
 from collapse.families import get_family
-from collapse.flow.training import frozen_names, trainable_state
 from collapse.noise import row_normals
+from collapse.training.weights import frozen_names, trainable_state
 from tests.helpers import make_config, run_in_process
 from tests.tiny_sd import SIZE, build_pipeline
 

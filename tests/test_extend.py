@@ -13,7 +13,7 @@ from collapse.chain import open_run
 from collapse.cli import main
 from collapse.config import resume_safe
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from collapse.sweep import load_sweep, open_sweep, trial_config, trial_name
 from tests.helpers import make_config, run_in_process
 
@@ -143,6 +143,7 @@ def write_sweep(tmp_path, generations: int):
     return path
 
 
+@pytest.mark.slow
 def test_a_sweep_with_raised_generations_extends_every_trial(ray_cluster, tmp_path, capsys):
     # the sweep as its first run leaves it (its trials' chains run in-process, for time)
     sweep = load_sweep(write_sweep(tmp_path, 2))

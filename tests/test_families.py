@@ -1,17 +1,32 @@
-"""Toy sources and the closed-form families, checked against numpy and the known refitting laws."""
+"""Toy sources and the closed-form families, checked against numpy and the known refitting laws;
+every registered family against its protocol, and the registry as the only list of families."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
 import math
+import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.special import digamma
 
-from collapse.config import GaussianModel, GMMModel, KDEModel
+from collapse.catalog import entries
+from collapse.config import FAMILIES, GaussianModel, GMMModel, KDEModel, ModelConfig, validate
 from collapse.data.sources import toy_sample
-from collapse.families import get_family
+from collapse.errors import UserError
+from collapse.families import NAMES, get_family
+from collapse.families.kde import bandwidth
+from collapse.families.protocol import (
+    ClosedFormFamily,
+    DenoisingFamily,
+    Family,
+    FlowFamily,
+    TrainedFamily,
+)
 
 gaussian = get_family("gaussian")
 kde = get_family("kde")
@@ -198,7 +213,7 @@ def test_kde_bandwidth_rules():
     assert h == pytest.approx(1.0592 * 3.0 / 2, rel=1e-3)
     # In 2-D the two rules coincide.
     x2 = _rng().standard_normal((100, 2)).astype(np.float32)
-    assert kde.bandwidth(x2, "scott") == pytest.approx(kde.bandwidth(x2, "silverman"))
+    assert bandwidth(x2, "scott") == pytest.approx(bandwidth(x2, "silverman"))
 
 
 # --- gmm ------------------------------------------------------------------------------------
@@ -271,3 +286,62 @@ def test_params_survive_npz_without_pickle_and_sampling_is_seeded(config):
     assert a.shape == (50, 2) and a.dtype == np.float32
     assert not np.array_equal(a, draw(family, params, 50, _rng(6)))
     assert isinstance(family.describe(params), dict)
+
+
+# --- the registry and the protocols -----------------------------------------------------------
+
+PROTOCOLS = (Family, ClosedFormFamily, TrainedFamily, DenoisingFamily, FlowFamily)
+
+
+def _members(protocol: type) -> dict[str, object]:
+    """A protocol's attributes (None) and methods (the function), its own and inherited."""
+    found: dict[str, object] = {}
+    for cls in reversed([c for c in protocol.__mro__ if c in PROTOCOLS]):
+        found.update(dict.fromkeys(cls.__annotations__))
+        found.update({k: v for k, v in vars(cls).items() if inspect.isfunction(v)})
+    return {k: v for k, v in found.items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_family_satisfies_its_protocol(name):
+    family = get_family(name)
+    declared = [p for p in PROTOCOLS if p in type(family).__mro__]
+    assert family.name == name and not type(family).__abstractmethods__
+    assert (TrainedFamily in declared) == family.trained != (ClosedFormFamily in declared)
+    assert (DenoisingFamily in declared) == FAMILIES[name].denoises
+    assert not family.latent or family.trained  # latents are a trained family's inputs
+    for protocol in declared:
+        for member, function in _members(protocol).items():
+            value = getattr(family, member)  # an attribute it lacks raises here
+            if function is None:
+                continue
+            wanted = list(inspect.signature(function).parameters)[1:]  # less self
+            given = inspect.signature(value).parameters
+            assert list(given)[: len(wanted)] == wanted, f"{name}.{member}"
+            extra = list(given.values())[len(wanted) :]
+            assert all(p.default is not p.empty for p in extra), f"{name}.{member}"
+    for flag in ("trained", "latent", "captioned"):
+        assert isinstance(getattr(family, flag), bool)
+
+
+def test_the_registry_is_the_only_list_of_families():
+    union = typing.get_args(typing.get_args(ModelConfig)[0])
+    assert union == tuple(r.config for r in FAMILIES.values())
+    assert NAMES == tuple(FAMILIES) == tuple(name for name, _ in entries("families"))
+    with pytest.raises(UserError, match="allowed: " + ", ".join(FAMILIES)):
+        validate({"model": {"family": "vae"}})
+    lists, probes = [], []
+    for path in sorted(Path("collapse").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
+                items = node.keys if isinstance(node, ast.Dict) else node.elts
+                names = [i.value for i in items if isinstance(i, ast.Constant) and i.value in NAMES]
+                if len(names) > 1:
+                    lists.append(f"{path}:{node.lineno}")
+            probe = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            probe = probe and node.func.id in ("hasattr", "getattr") and bool(node.args)
+            if probe and "famil" in ast.unparse(node.args[0]):
+                probes.append(f"{path}:{node.lineno}")
+    assert not lists, f"family names listed outside collapse.config.models.FAMILIES: {lists}"
+    assert not probes, f"a family probed with hasattr/getattr: {probes}"

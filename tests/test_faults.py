@@ -24,7 +24,8 @@ from collapse.config import apply_overrides, load_config, validate
 from collapse.errors import UserError
 from collapse.integrity import artifacts as integrity_artifacts
 from collapse.lease import LEASE, RunLease
-from collapse.storage import RunStore, Storage
+from collapse.run_store import RunStore
+from collapse.storage import Storage
 from tests.helpers import make_config
 
 COLLAPSE = str(Path(sys.executable).parent / "collapse")
@@ -58,6 +59,7 @@ def test_the_heartbeat_keeps_a_lease_fresh_and_a_stale_one_is_taken_over(tmp_pat
     assert not run.exists(LEASE)
 
 
+@pytest.mark.subprocess
 def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -92,6 +94,8 @@ def slow_chain(storage: Path, name: str) -> Path:
     return config
 
 
+@pytest.mark.subprocess
+@pytest.mark.faults
 def test_two_drivers_on_one_run_and_two_runs_in_one_prefix(cli_env, tmp_path, capsys):
     """The second driver on a run exits 2 at once; a run of another name beside it completes;
     the first, killed with SIGKILL, is taken over by a rerun, which completes the chain."""
@@ -136,6 +140,7 @@ def test_two_drivers_on_one_run_and_two_runs_in_one_prefix(cli_env, tmp_path, ca
 
 
 # --- divergence -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_an_infinite_loss_stops_the_generation_and_keeps_the_earlier_ones(ray_cluster, tmp_path):
     config = make_config(
         str(tmp_path),
@@ -292,6 +297,7 @@ def one_flow_generation(tmp_path, hidden: int, **train):
     )
 
 
+@pytest.mark.ray_train
 def test_a_deleted_checkpoint_is_found_at_resume_and_training_restarts(
     ray_cluster, tmp_path, capsys
 ):
@@ -314,6 +320,8 @@ def test_a_deleted_checkpoint_is_found_at_resume_and_training_restarts(
 
 
 # --- a training worker dies ---------------------------------------------------------------
+@pytest.mark.ray_train
+@pytest.mark.faults
 def test_a_killed_train_worker_resumes_from_its_last_checkpoint(ray_cluster, tmp_path):
     import threading
 
@@ -362,6 +370,8 @@ def _phase_reached(run: Path, generation: int, phase: str) -> bool:
     return (folder / marker[phase]).exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.faults
 def test_the_driver_killed_at_ten_seeded_points_loses_and_duplicates_nothing(cli_env, tmp_path):
     rng = np.random.default_rng(11)
     points = sorted(
@@ -438,6 +448,7 @@ def own_s3(monkeypatch):
     servers[-1].stop()
 
 
+@pytest.mark.faults
 def test_an_s3_outage_is_retried_through_or_fails_clearly_and_resumes(own_s3, monkeypatch):
     import threading
 

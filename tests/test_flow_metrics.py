@@ -10,11 +10,11 @@ import torch
 from collapse.config import RectifiedFlowModel
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
-from collapse.families import rectified_flow
-from collapse.flow.nets import build_velocity_net
+from collapse.families.rectified_flow import FAMILY as rectified_flow
 from collapse.metrics import flow
 from collapse.metrics.vectors import w2_gaussian
 from collapse.sweep import EarlyStop
+from collapse.training.nets import build_velocity_net
 from tests.helpers import make_config, run_in_process
 
 

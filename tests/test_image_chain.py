@@ -14,10 +14,10 @@ from collapse.cli import main
 from collapse.config import IMAGE_METRICS, validate
 from collapse.data.shards import from_parquet
 from collapse.data.space import DataSpace
-from collapse.families import gaussian
+from collapse.families.gaussian import FAMILY as gaussian
 from collapse.metrics.inception import WEIGHTS_ENV
+from collapse.run_store import RunStore
 from collapse.sampling import sample_grid
-from collapse.storage import RunStore
 from tests.helpers import make_config, run_in_process
 
 
@@ -42,6 +42,7 @@ def _picture(path) -> np.ndarray:
     return image
 
 
+@pytest.mark.slow
 def test_image_chain_measures_in_digits_cnn_space_on_ray(ray_cluster, tmp_path):
     store = RunStore(run_chain(digits_config(tmp_path)).uri)
     records = store.committed()

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.ray_head import start_head
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.subprocess  # a Ray head of its own and `collapse` processes
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,17 @@ import io
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from collapse.chain import open_run, run_chain
 from collapse.config import validate
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import plan_mix
 from collapse.data.space import DataSpace
-from collapse.storage import RunStore, Storage
+from collapse.run_store import RunStore
+from collapse.storage import Storage
+
+pytestmark = pytest.mark.ray_train  # every test here fits on Ray Train workers
 
 TWO_WORKERS = {"workers": 2, "cpus_per_worker": 0.5, "batch_size": 64, "lr": 2e-3}
 

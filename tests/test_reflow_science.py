@@ -64,6 +64,7 @@ def final_metrics(tmp_path, arm, seed):
     return run_in_process(config)[-1]["metrics"]
 
 
+@pytest.mark.slow
 def test_real_pairs_and_online_pairs_end_closer_than_reflow_by_more_than_the_seed_spread(
     ray_cluster, one_thread, tmp_path
 ):

@@ -14,7 +14,7 @@ import pytest
 
 from collapse.chain import run_chain
 from collapse.integrity import artifacts
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 FAMILIES = {
@@ -44,6 +44,7 @@ def checksums(tmp_path, name: str) -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_trained_chain_in_local_mode_is_the_same_bytes_twice(ray_cluster, tmp_path, family):
     """Two generations: the second trains on the first's sample shards (local mode: Ray Train
@@ -72,6 +73,8 @@ def _kill_a_train_worker(snapshot, killed: list[int]) -> None:
         killed.append(workers[0].pid)
 
 
+@pytest.mark.ray_train
+@pytest.mark.faults
 @pytest.mark.parametrize(("family", "workers"), [("rectified_flow", 2), ("ddpm", 1)])
 def test_a_killed_worker_resumes_to_the_bytes_of_an_uninterrupted_run(
     ray_cluster, tmp_path, family, workers

@@ -8,7 +8,7 @@ import pytest
 
 from collapse import retention
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 
@@ -61,6 +61,7 @@ def test_keep_checkpoints_is_a_count_or_all(tmp_path, value):
         make_config(str(tmp_path), train={"keep_checkpoints": value})
 
 
+@pytest.mark.ray_train
 def test_a_generation_without_checkpoints_is_repaired_from_step_0_and_pruned_at_commit(
     ray_cluster, tmp_path, monkeypatch, capsys
 ):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from collapse.errors import UserError
-from collapse.strategies import correction
-from collapse.strategies.correct import correct_rows
+from collapse.strategies import correctors, langevin
+from collapse.strategies.self_correct import correct_rows
 from tests.helpers import make_config, run_in_process
 
 
@@ -17,7 +17,7 @@ def test_langevin_on_the_true_score_restores_a_collapsed_gaussian():
     rng = np.random.default_rng(0)
     collapsed = rng.normal(size=(20_000, 2)) * 0.3 + 1.0
     noise = rng.normal(size=(20_000, 200, 2))
-    out = correction.langevin(collapsed, correction.gaussian_score, 0.05, noise)
+    out = langevin.langevin(collapsed, langevin.gaussian_score, 0.05, noise)
     np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=0.03)
     np.testing.assert_allclose(out.var(axis=0), 1.0, rtol=0.05)
 
@@ -73,25 +73,25 @@ def test_langevin_in_mode_spread_matches_the_truth_when_metropolis_adjusted(seed
     noise, uniforms = rng.standard_normal((n, steps, 2)), rng.random((n, steps))
     error = 0.2 / np.sqrt(2 * 2 * n)  # standard error of a std from 2n normal values
     for step in (0.02, 0.05):
-        out = correction.mala(
-            x, correction.mog8_score, correction.mog8_log_density, step, noise, uniforms
+        out = langevin.mala(
+            x, langevin.mog8_score, langevin.mog8_log_density, step, noise, uniforms
         )
         assert abs(_in_mode_spread(out) - 0.2) < 4 * error, step
-    unadjusted = _in_mode_spread(correction.langevin(x, correction.mog8_score, 0.01, noise))
+    unadjusted = _in_mode_spread(langevin.langevin(x, langevin.mog8_score, 0.01, noise))
     assert abs(unadjusted - 0.2 / np.sqrt(1 - 0.01 * 25 / 2)) < 4 * error
     assert unadjusted - 0.2 > 10 * error
-    assert _in_mode_spread(correction.langevin(x, correction.mog8_score, 0.05, noise)) > 0.3
+    assert _in_mode_spread(langevin.langevin(x, langevin.mog8_score, 0.05, noise)) > 0.3
 
 
 def test_mala_is_exact_on_a_gaussian_where_unadjusted_langevin_is_four_times_too_wide():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(20_000, 1)) * 0.1 + 2.0
     noise, uniforms = rng.standard_normal((20_000, 60, 1)), rng.random((20_000, 60))
-    exact = correction.mala(
-        x, correction.gaussian_score, correction.gaussian_log_density, 1.5, noise, uniforms
+    exact = langevin.mala(
+        x, langevin.gaussian_score, langevin.gaussian_log_density, 1.5, noise, uniforms
     )
     np.testing.assert_allclose([exact.mean(), exact.var()], [0.0, 1.0], atol=0.04)
-    biased = correction.langevin(x, correction.gaussian_score, 1.5, noise)
+    biased = langevin.langevin(x, langevin.gaussian_score, 1.5, noise)
     assert biased.var() == pytest.approx(1 / (1 - 1.5 / 2), rel=0.05)  # 4
 
 
@@ -100,13 +100,12 @@ def test_mog8_log_density_has_the_score_as_its_gradient():
     h = 1e-5
     numeric = np.stack(
         [
-            (correction.mog8_log_density(x + h * e) - correction.mog8_log_density(x - h * e))
-            / (2 * h)
+            (langevin.mog8_log_density(x + h * e) - langevin.mog8_log_density(x - h * e)) / (2 * h)
             for e in np.eye(2)
         ],
         axis=1,
     )
-    np.testing.assert_allclose(numeric, correction.mog8_score(x), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(numeric, langevin.mog8_score(x), rtol=1e-5, atol=1e-4)
 
 
 def test_an_unadjusted_step_beyond_the_curvature_is_refused_in_one_line():
@@ -133,18 +132,18 @@ def test_ideal_at_strength_0_runs_no_step_and_leaves_the_rows(metropolis):
 
 def test_mog8_score_points_to_the_nearest_mode():
     at_mode = np.array([[2.0, 0.0]])
-    np.testing.assert_allclose(correction.mog8_score(at_mode), 0.0, atol=1e-9)
+    np.testing.assert_allclose(langevin.mog8_score(at_mode), 0.0, atol=1e-9)
     beside = np.array([[2.1, 0.0]])  # 0.1 outward of the mode at (2, 0): score -0.1 / std^2
-    np.testing.assert_allclose(correction.mog8_score(beside), [[-0.1 / 0.04, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(langevin.mog8_score(beside), [[-0.1 / 0.04, 0.0]], atol=1e-9)
 
 
 def test_knn_moves_rows_toward_their_nearest_real_rows():
     real = np.array([[0.0, 0.0], [0.0, 2.0], [10.0, 10.0]])
     x = np.array([[0.0, 1.0], [9.0, 9.0]])
     np.testing.assert_allclose(
-        correction.toward_nearest_real(x, real, k=2), [[0.0, 1.0], [5.0, 6.0]]
+        correctors.toward_nearest_real(x, real, k=2), [[0.0, 1.0], [5.0, 6.0]]
     )
-    assert correction.blend(np.zeros((1, 2)), np.ones((1, 2)), 0.25).tolist() == [[0.25, 0.25]]
+    assert correctors.blend(np.zeros((1, 2)), np.ones((1, 2)), 0.25).tolist() == [[0.25, 0.25]]
 
 
 def test_the_fraction_and_rows_corrected_do_not_depend_on_batching():
@@ -216,7 +215,7 @@ def test_ideal_correction_keeps_a_fully_synthetic_chain_near_generation_0(tmp_pa
 
 def _flow_params(steps=8):
     from collapse.families import trained
-    from collapse.flow.nets import build_velocity_net
+    from collapse.training.nets import build_velocity_net
 
     torch.manual_seed(0)
     net = build_velocity_net("vector", (2,), {"hidden": 16, "depth": 2})
@@ -226,7 +225,7 @@ def _flow_params(steps=8):
 
 
 def test_sdedit_on_the_flow_spans_keeping_the_row_to_sampling_anew():
-    from collapse.families import rectified_flow
+    from collapse.families.rectified_flow import FAMILY as rectified_flow
 
     params = _flow_params()
     rng = np.random.default_rng(3)
@@ -278,19 +277,20 @@ def test_the_reference_corrector_denoises_with_generation_0s_model(ray_cluster, 
 def test_knn_in_feature_space_picks_neighbours_by_features_and_moves_pixels():
     real = np.array([[0.0, 0.0], [1.0, 10.0]])
     x = np.array([[0.1, 9.0]])
-    assert correction.toward_nearest_real(x, real, 1).tolist() == [[1.0, 10.0]]
-    by_first = correction.toward_nearest_real(x, real, 1, x[:, :1] * 0, real[:, :1])
+    assert correctors.toward_nearest_real(x, real, 1).tolist() == [[1.0, 10.0]]
+    by_first = correctors.toward_nearest_real(x, real, 1, x[:, :1] * 0, real[:, :1])
     assert by_first.tolist() == [[0.0, 0.0]]
 
 
+@pytest.mark.slow
 def test_knn_as_a_ray_data_pass_matches_the_in_process_chain(ray_cluster, tmp_path):
     from collapse.chain import run_chain
     from collapse.distributed.correction import nearest_on_ray
-    from collapse.storage import RunStore
+    from collapse.run_store import RunStore
 
     rng = np.random.default_rng(5)
     rows, real = rng.normal(size=(700, 3)), rng.normal(size=(300, 3))
-    expected = correction.toward_nearest_real(rows, real, 4, rows[:, :2], real[:, :2])
+    expected = correctors.toward_nearest_real(rows, real, 4, rows[:, :2], real[:, :2])
     got = nearest_on_ray(rows, real, 4, rows[:, :2], real[:, :2], workers=2, batch_size=128)
     np.testing.assert_allclose(got, expected)
 

@@ -20,10 +20,10 @@ from collapse.cli import main
 from collapse.config import StableDiffusionModel
 from collapse.diffusion import stable_diffusion as sd
 from collapse.errors import UserError
-from collapse.families import stable_diffusion as family
+from collapse.families.stable_diffusion import FAMILY as family
 from collapse.latents import captions_of
+from collapse.run_store import RunStore
 from collapse.sampling import draw
-from collapse.storage import RunStore
 from tests.conftest import free_port
 from tests.helpers import make_config
 from tests.tiny_sd import build_pipeline, captioned_digits
@@ -72,6 +72,7 @@ def params_of(store, record):
         return {k: npz[k] for k in npz.files}
 
 
+@pytest.mark.ray_train
 def test_lora_chain_fine_tunes_on_cached_latents_and_samples_for_real_captions(
     ray_cluster, tmp_path, pipeline, digits
 ):
@@ -106,6 +107,7 @@ def test_lora_chain_fine_tunes_on_cached_latents_and_samples_for_real_captions(
     assert np.isfinite(list(second["metrics"].values())).all()
 
 
+@pytest.mark.ray_train
 def test_full_fine_tune_trains_every_unet_weight_on_two_workers(
     ray_cluster, tmp_path, pipeline, digits
 ):
@@ -122,6 +124,7 @@ def test_full_fine_tune_trains_every_unet_weight_on_two_workers(
     assert record["sample_rows"] == 32
 
 
+@pytest.mark.slow
 def test_a_sample_is_a_function_of_its_noise_row_and_bias_leaves_the_caption(pipeline):
     from collapse.data.space import DataSpace
     from collapse.families.trained import pack
@@ -156,6 +159,7 @@ def test_latents_are_the_scaled_posterior_mean_and_captions_fall_back_to_labels(
     assert captions_of(pa.table({"id": [0]})) == [""]
 
 
+@pytest.mark.subprocess
 def test_a_hub_id_without_network_exits_2_with_one_line_naming_a_local_dir(tmp_path, digits):
     """A hub endpoint nothing listens on is a machine without network, whatever this one has."""
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}

@@ -6,7 +6,8 @@ import pytest
 
 from collapse.data.shards import from_parquet, table_to_vectors, to_parquet, vectors_to_table
 from collapse.errors import UserError
-from collapse.storage import RunStore, Storage
+from collapse.run_store import RunStore
+from collapse.storage import Storage
 
 
 def record(store: RunStore, generation: int, **fields) -> dict:

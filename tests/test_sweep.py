@@ -14,7 +14,7 @@ import yaml
 
 from collapse.cli import main
 from collapse.errors import UserError
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 from collapse.sweep import check_sweep, load_sweep, open_sweep, trial_config, trial_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +104,7 @@ def test_a_changed_sweep_is_refused(tmp_path):
         open_sweep(changed)
 
 
+@pytest.mark.slow
 def test_a_grid_of_four_trials_on_ray_tune_and_its_report(ray_cluster, tmp_path, capsys):
     path = sweep_file(
         tmp_path,
@@ -157,6 +158,7 @@ def test_a_grid_of_four_trials_on_ray_tune_and_its_report(ray_cluster, tmp_path,
     assert "seed is not a swept key" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_asha_stops_trials_that_fall_behind(ray_cluster, tmp_path, capsys):
     path = sweep_file(
         tmp_path,
@@ -172,6 +174,8 @@ def test_asha_stops_trials_that_fall_behind(ray_cluster, tmp_path, capsys):
     assert min(done.values()) < 8, f"no trial stopped early: {done}"
 
 
+@pytest.mark.subprocess
+@pytest.mark.faults
 def test_a_killed_sweep_driver_resumes_the_experiment(cli_env, tmp_path):
     base = {
         **BASE,

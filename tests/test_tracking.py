@@ -20,8 +20,10 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import collapse
-from collapse.flow.nets import VectorField
-from collapse.flow.training import TrainSettings, TrainState, flow_matching_objective, train
+from collapse.flow.interpolant import flow_matching_objective
+from collapse.training.loop import train
+from collapse.training.nets import VectorField
+from collapse.training.state import TrainSettings, TrainState
 
 WANDB = str(Path(sys.executable).parent / "wandb")
 
@@ -63,6 +65,7 @@ def wandb_history(folder):
     return rows
 
 
+@pytest.mark.slow
 def test_a_chain_logs_metrics_samples_and_loss_curves_to_three_trackers(
     ray_cluster, tmp_path, offline
 ):
@@ -114,6 +117,7 @@ def test_a_chain_logs_metrics_samples_and_loss_curves_to_three_trackers(
     assert [m.step for m in client.get_metric_history(again.info.run_id, "w2")] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_sweep_from_python_logs_through_tunes_callbacks_and_reads_back(
     ray_cluster, tmp_path, offline
 ):
@@ -187,8 +191,15 @@ def test_the_loss_curve_is_the_mean_of_each_window_and_survives_a_restart():
         raise Stop
 
     with pytest.raises(Stop):
-        train(fresh(), iter(lambda: batch, None), settings, device, stop_at_first_checkpoint)
+        train(
+            fresh(),
+            iter(lambda: batch, None),
+            settings,
+            device,
+            stop_at_first_checkpoint,
+            objective=flow_matching_objective,
+        )
     restarted = fresh()
     restarted.load_state_dict(saved)
-    train(restarted, iter(lambda: batch, None), settings, device)
+    train(restarted, iter(lambda: batch, None), settings, device, objective=flow_matching_objective)
     assert restarted.curve == whole.curve

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from collapse.config import IMAGE_METRICS, VECTOR_METRICS, RunConfig
+from collapse.config import IMAGE_METRICS, VECTOR_METRICS, ChainConfig, model_problem
 from collapse.errors import UserError
-from collapse.storage import CONFIG, RunStore
+from collapse.run_layout import CONFIG
+from collapse.run_store import RunStore
 
 if TYPE_CHECKING:
     from collapse.data.space import DataSpace
@@ -35,7 +36,7 @@ class RealData:
     held_out_rows: tuple[int, int]
 
 
-def locate(config: RunConfig, store: RunStore) -> RealData:
+def locate(config: ChainConfig, store: RunStore) -> RealData:
     data = config.data
     kind, _, rest = data.real.partition(":")
     pool, held_out = (0, data.n_real), (data.n_real, data.n_real + data.n_eval)
@@ -52,7 +53,7 @@ def locate(config: RunConfig, store: RunStore) -> RealData:
     )
 
 
-def check(config: RunConfig, store: RunStore) -> None:
+def check(config: ChainConfig, store: RunStore) -> None:
     """The data check of the user's own real data, before anything is written to the run: a
     parquet dataset's index, row counts, fit to the config and every value of every shard; a
     folder's image count and every image, decoded one at a time (unless a resumed run has
@@ -88,13 +89,16 @@ def check(config: RunConfig, store: RunStore) -> None:
             pass
 
 
-def check_fit(config: RunConfig, space: DataSpace, uri: str) -> None:
+def check_fit(config: ChainConfig, space: DataSpace, uri: str) -> None:
     """What the config asks of data it could not see (a parquet dataset's kind and shape):
     image features and families need images of a shape they read, metrics enough rows."""
     from collapse.metrics import features, rows_problem
 
     if config.model.family == "stable_diffusion" and space.kind != "image":
         raise UserError(f"model.family: stable_diffusion needs images; {uri} holds vectors")
+    problem = model_problem(config.model, space.kind)
+    if problem:
+        raise UserError(f"{problem} ({uri} holds {space.kind}s)")
     features.check_fits(features.resolve(config.eval.features, space), space)
     default = VECTOR_METRICS if space.kind == "vector" else IMAGE_METRICS
     problem = rows_problem(config.eval.metrics or default, config.data.n_eval, config.sample.n)
@@ -102,7 +106,7 @@ def check_fit(config: RunConfig, space: DataSpace, uri: str) -> None:
         raise UserError(problem)
 
 
-def ensure(config: RunConfig, store: RunStore) -> RealData:
+def ensure(config: ChainConfig, store: RunStore) -> RealData:
     """Prepare the run's real data if it is not there yet and check the run's copies before
     any training: every shard and value (a parquet dataset was checked by `check`) and the
     row counts."""

@@ -6,7 +6,7 @@ ancestral DDPM sampler. As everywhere in collapse, a sample is a function of its
 row holds the initial noise and, for the ancestral sampler, each step's noise after it, so a
 sample does not depend on batching or on which worker draws it.
 
-Nets see time as t in [0, 1] scaled by 999 (`collapse.flow.nets`); DDPM's integer step k is
+Nets see time as t in [0, 1] scaled by 999 (`collapse.training.nets`); DDPM's integer step k is
 passed as t = k / 999, so the net's embedding sees k itself.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from collapse.flow.nets import TIMESTEP_SCALE
+from collapse.training.nets import TIMESTEP_SCALE
 
 SAMPLER_ETA = {"ddim": 0.0, "ddpm": 1.0}
 

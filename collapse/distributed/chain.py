@@ -14,49 +14,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import ray
 
-from collapse.chain import ChainWorker
-from collapse.config import RunConfig
-from collapse.data.space import DataSpace
-from collapse.distributed.evaluation import evaluate_on_ray
+from collapse.config import ChainConfig
+from collapse.distributed.backend import RayBackend
+from collapse.distributed.orphans import stop_left_behind
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
+from collapse.engine import ChainEngine
 from collapse.errors import UserError
 from collapse.resources import chain_actor_cpus
-from collapse.storage import RunStore
+from collapse.run_store import RunStore
 
 
-class RayChainWorker(ChainWorker):
-    """The chain's worker as it runs on the cluster: in its own actor (`remote_worker`) or in
-    a Tune trial's process (`collapse.distributed.tune`)."""
+class RayChainWorker:
+    """The chain's engine as it runs on the cluster, with the Ray backend: in its own actor
+    (`remote_worker`) or in a Tune trial's process (`collapse.distributed.tune`)."""
 
-    def __init__(self, config: RunConfig, settings: dict[str, str], lease_token: str | None = None):
+    def __init__(
+        self, config: ChainConfig, settings: dict[str, str], lease_token: str | None = None
+    ):
         use_storage_settings(settings)
-        super().__init__(config, lease_token)
-        self._settings = settings
+        self._engine = ChainEngine(config, RayBackend(config, settings), lease_token)
 
-    def _evaluate(self, samples: np.ndarray) -> dict[str, Any]:
-        """Image features run in a task of their own, on a GPU if the run has them; vector
-        metrics take milliseconds and stay here, where a task would cost more than they do."""
-        if self.space.kind == "image":
-            return evaluate_on_ray(self.config, self._settings, samples)
-        return super()._evaluate(samples)
-
-    def _encode(
-        self, pretrained: str, space: DataSpace, jobs: list[tuple[str, str, str]], target: str
-    ) -> list[dict[str, Any]]:
-        from collapse.distributed.latents import encode_on_ray
-
-        return encode_on_ray(self.config, self._settings, pretrained, space, jobs, target)
-
-    def _nearest_real(self, rows: np.ndarray, real: np.ndarray, k: int, *features) -> np.ndarray:
-        workers = self.config.strategy.knn_workers
-        if not workers:
-            return super()._nearest_real(rows, real, k, *features)
-        from collapse.distributed.correction import nearest_on_ray
-
-        return nearest_on_ray(rows, real, k, *features, workers=workers)
+    def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        yield from self._engine.run_generations(start, stop)
 
 
 def _user_error(err: BaseException) -> UserError | None:
@@ -102,26 +83,36 @@ def actor_name(run_uri: str) -> str:
 
 def _reap(name: str) -> None:
     """Kill the chain actor a killed driver left behind (Ray kills a dead driver's actors,
-    but seconds later), and wait until its name is free. The caller holds the run's lease,
-    so that actor's driver is gone; its Ray Train workers are the actor's and go with it."""
+    but seconds later), wait until its name is free, then stop what it started that Ray
+    does not stop with it (`collapse.distributed.orphans`). The caller holds the run's lease,
+    so that actor's driver is gone."""
     try:
         orphan = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
-        return
-    ray.kill(orphan, no_restart=True)
-    deadline = time.monotonic() + REAP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.2)
-    raise UserError(f"the chain actor {name} of a previous driver did not exit; retry later")
+        orphan = None
+    if orphan is not None:
+        ray.kill(orphan, no_restart=True)
+        deadline = time.monotonic() + REAP_TIMEOUT_S
+        while _named(name):
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the chain actor {name} of a previous driver did not exit; retry later"
+                )
+            time.sleep(0.2)
+    stop_left_behind(name)
+
+
+def _named(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 @contextmanager
 def remote_worker(
-    config: RunConfig, lease_token: str | None = None, **actor_options: Any
+    config: ChainConfig, lease_token: str | None = None, **actor_options: Any
 ) -> Iterator[RemoteWorker]:
     """The chain's actor for the duration of the block; `actor_options` override its
     resources and placement; `lease_token`: the driver's lease, checked before each commit."""

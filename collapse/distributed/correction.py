@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from collapse.strategies.correction import toward_nearest_real
+from collapse.strategies.correctors import toward_nearest_real
 
 
 class _Nearest:

@@ -21,7 +21,9 @@ from typing import Any
 
 import ray
 
-from collapse.data.feed import WINDOW_BYTES, Decode, Feed, plan_chunks, read_all
+from collapse.data.feed.batches import WINDOW_BYTES, Feed
+from collapse.data.feed.chunks import plan_chunks, read_all
+from collapse.data.feed.decode import Decode
 from collapse.data.mix import MixPart, expand
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import ensure_ray

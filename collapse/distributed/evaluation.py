@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import ray
 
-from collapse.config import RunConfig
+from collapse.config import ChainConfig
 from collapse.distributed.runtime import use_storage_settings
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
 
 
-def _evaluate(config: RunConfig, settings: dict[str, str], samples: np.ndarray) -> dict[str, Any]:
+def _evaluate(config: ChainConfig, settings: dict[str, str], samples: np.ndarray) -> dict[str, Any]:
     use_storage_settings(settings)
     import torch
 
@@ -28,7 +28,7 @@ def _evaluate(config: RunConfig, settings: dict[str, str], samples: np.ndarray) 
 
 
 def evaluate_on_ray(
-    config: RunConfig, settings: dict[str, str], samples: np.ndarray
+    config: ChainConfig, settings: dict[str, str], samples: np.ndarray
 ) -> dict[str, Any]:
     gpus = 1 if config.train.use_gpu else 0
     task = ray.remote(_evaluate).options(num_cpus=1, num_gpus=gpus, max_retries=2)

@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from collapse.config import RunConfig
+from collapse.config import ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import use_storage_settings
 from collapse.latents import encode_shards
@@ -26,7 +26,7 @@ def _encode(
 
 
 def encode_on_ray(
-    config: RunConfig,
+    config: ChainConfig,
     settings: dict[str, str],
     pretrained: str,
     space: DataSpace,

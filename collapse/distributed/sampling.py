@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import ray
 
-from collapse.config import RunConfig
+from collapse.config import ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.families import get_family
+from collapse.run_store import RunStore
 from collapse.sampling import GRID_STREAM, captions, draw, grid_size, keeps_noise, write_batch
-from collapse.storage import RunStore
 
 
 class _Sampler:
@@ -58,7 +58,7 @@ class _Sampler:
 
 
 def sample_with_ray_data(
-    config: RunConfig, run_uri: str, space: DataSpace, model: dict[str, Any], generation: int
+    config: ChainConfig, run_uri: str, space: DataSpace, model: dict[str, Any], generation: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Sample `config.sample.n` rows (and the fixed-noise grid) on `config.sample.workers`
     actors; the samples' and the grid's shard descriptors, each by id."""

@@ -5,7 +5,7 @@ checkpoints of an in-flight generation live under it), so a restarted generation
 latest checkpoint and continues from that step instead of from step 0; a committed generation
 never trains again. Workers take their batches of the generation's planned rows from its
 `TrainingSet` (`collapse.distributed.datasets`) and run the plain PyTorch loop of
-`collapse.flow.training`, DDP-wrapped by `ray.train.torch.prepare_model`, on CPUs or GPUs alike.
+`collapse.training.loop`, DDP-wrapped by `ray.train.torch.prepare_model`, on CPUs or GPUs alike.
 
 A generation is a function of (config, seed): the net's initialisation is drawn from
 (seed, generation), each worker's batch at step s is fixed by (seed, s, rank, world size), the
@@ -16,7 +16,6 @@ step with the batches the uninterrupted run would have had.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import tempfile
 import time
@@ -29,15 +28,17 @@ from ray import train as ray_train
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer, get_device, prepare_model
 
-from collapse.config import RunConfig as ChainConfig
+from collapse.config import ChainConfig
 from collapse.data.space import DataSpace
 from collapse.distributed.datasets import TrainingSet
 from collapse.distributed.runtime import storage_settings, use_storage_settings
 from collapse.errors import UserError
-from collapse.flow.online import online_pairs
-from collapse.flow.training import TrainSettings, TrainState, load_trainable, train
 from collapse.integrity import STATE_FILE, STATE_SHA
 from collapse.storage import Storage, storage_cause
+from collapse.strategies.protocol import PerBatch
+from collapse.training.loop import train
+from collapse.training.state import TrainSettings, TrainState
+from collapse.training.weights import load_trainable
 
 MODEL_INPUTS = ("x", "noise", "paired", "input_ids")  # input_ids: a caption's tokens
 
@@ -112,33 +113,22 @@ def _loop(cfg: dict[str, Any]) -> dict[str, Any]:
 
     start = state.step
     batch_size, make_pairs, batches = cfg["batch_size"], None, None
-    online = cfg["online"]
-    if online is not None:
-        frozen = family.build_net(cfg["model"], cfg["space"])
-        frozen.load_state_dict(
-            {k: torch.from_numpy(np.array(v)) for k, v in online["frozen"].items()}
-        )
-        frozen = frozen.to(device).eval().requires_grad_(False)
-        make_pairs = online_pairs(
-            frozen,
+    per_batch = cfg["per_batch"]  # the strategy's (OCAR's frozen model), or None
+    if per_batch is not None:
+        pairs = per_batch.pairs(
+            lambda: family.build_net(cfg["model"], cfg["space"]),
+            device,
             batch_size,
             cfg["space"].model_shape,
-            online["forward_steps"],
-            online["reverse_steps"],
-            online["sigma"],
         )
-        batch_size = max(1, round(batch_size * online["real_share"]))
-        if online["real_share"] == 0:
-            batches = itertools.repeat({})
+        make_pairs, batch_size, batches = pairs.make, pairs.batch_size, pairs.batches
     fixed["setup_s"] = time.time() - started  # imports, the model, its checkpoint
     if batches is None:
         asked = time.time()
         feed = cfg["dataset"].open()
         batches = _tensors(feed.batches(batch_size, rank, world, step=start))
         batches = _first_timed(batches, asked, fixed)
-    objective = None
-    if hasattr(family, "objective"):  # DDPM's epsilon loss; rectified flow's is the default
-        objective = family.objective(cfg["model"], cfg["space"])
+    objective = family.objective(cfg["model"], cfg["space"])
     train(
         state,
         batches,
@@ -163,7 +153,7 @@ def train_generation(
     dataset: TrainingSet | None,
     space: DataSpace,
     init: dict[str, np.ndarray] | None,
-    online: dict[str, Any] | None = None,
+    per_batch: PerBatch | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train (or finish training) `generation`: the EMA weights as numpy arrays, and the last
     report (`curve`: the loss curve, [(step, mean loss)] every `train.log_every` steps, with
@@ -201,7 +191,7 @@ def train_generation(
             "seed": config.seed * 100_003 + generation,
             "settings": storage_settings(),
             "compile": t.compile,
-            "online": online,
+            "per_batch": per_batch,
             "dataset": dataset,
         },
         scaling_config=ScalingConfig(

@@ -134,7 +134,7 @@ def _concurrency(sweep: SweepConfig) -> int | None:
     if sweep.max_concurrent_trials is not None:
         return sweep.max_concurrent_trials
     config = trial_config(sweep, first_point(sweep), "t")
-    streams = getattr(get_family(config.model.family), "trains_on_ray", False)
+    streams = get_family(config.model.family).trained
     if not streams and not config.sample.workers:
         return None
     spare_cpus = ray.cluster_resources().get("CPU", 1.0) - 1.0

@@ -12,37 +12,43 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Mean and per-dim variance ("diag") or full covariance, dividing by N or N-1."""
-    del rng  # the fit is deterministic given its data
-    x = np.asarray(x, dtype=np.float64)
-    ddof = 0 if config.estimator == "mle" else 1
-    mean = x.mean(axis=0)
-    if config.covariance == "diag":
-        return {"mean": mean, "var": x.var(axis=0, ddof=ddof)}
-    centred = x - mean
-    return {"mean": mean, "cov": centred.T @ centred / (len(x) - ddof)}
+from collapse.config.models import GaussianModel
+from collapse.families.protocol import ClosedFormFamily, Params
 
 
-def noise_dim(params: dict[str, np.ndarray]) -> int:
-    return int(params["mean"].shape[0])
+class Gaussian(ClosedFormFamily):
+    name = "gaussian"
+
+    def fit(self, x: np.ndarray, config: GaussianModel, rng: np.random.Generator) -> Params:
+        """Mean and per-dim variance ("diag") or full covariance, dividing by N or N-1."""
+        del rng  # the fit is deterministic given its data
+        x = np.asarray(x, dtype=np.float64)
+        ddof = 0 if config.estimator == "mle" else 1
+        mean = x.mean(axis=0)
+        if config.covariance == "diag":
+            return {"mean": mean, "var": x.var(axis=0, ddof=ddof)}
+        centred = x - mean
+        return {"mean": mean, "cov": centred.T @ centred / (len(x) - ddof)}
+
+    def noise_dim(self, params: Params) -> int:
+        return int(params["mean"].shape[0])
+
+    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        mean = params["mean"]
+        z = np.asarray(noise, dtype=np.float64)
+        if "var" in params:
+            return (mean + z * np.sqrt(params["var"])).astype(np.float32)
+        # eigh rather than Cholesky: a covariance fitted to N <= d rows is singular, and
+        # rounding can leave tiny negative eigenvalues, clipped to zero instead of failing.
+        eigval, eigvec = np.linalg.eigh(params["cov"])
+        factor = eigvec * np.sqrt(np.clip(eigval, 0.0, None))
+        return (mean + z @ factor.T).astype(np.float32)
+
+    def describe(self, params: Params) -> dict[str, float]:
+        var = params["var"] if "var" in params else np.diag(params["cov"])
+        with np.errstate(divide="ignore"):  # a collapsed dim has log variance -inf, honestly
+            log_var = np.log(var)
+        return {"sigma2": float(var.mean()), "log_sigma2": float(log_var.mean())}
 
 
-def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-    mean = params["mean"]
-    z = np.asarray(noise, dtype=np.float64)
-    if "var" in params:
-        return (mean + z * np.sqrt(params["var"])).astype(np.float32)
-    # eigh rather than Cholesky: a covariance fitted to N <= d rows is singular, and rounding
-    # can leave tiny negative eigenvalues, which are clipped to zero instead of failing.
-    eigval, eigvec = np.linalg.eigh(params["cov"])
-    factor = eigvec * np.sqrt(np.clip(eigval, 0.0, None))
-    return (mean + z @ factor.T).astype(np.float32)
-
-
-def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
-    var = params["var"] if "var" in params else np.diag(params["cov"])
-    with np.errstate(divide="ignore"):  # a collapsed dim has log variance -inf, honestly
-        log_var = np.log(var)
-    return {"sigma2": float(var.mean()), "log_sigma2": float(log_var.mean())}
+FAMILY = Gaussian()

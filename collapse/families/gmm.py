@@ -11,60 +11,62 @@ import numpy as np
 from scipy.special import ndtr
 from sklearn.mixture import GaussianMixture
 
-
-def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Weights, means and covariances in scikit-learn's layout for the covariance type.
-
-    The component count is clamped to N, the most that EM can place on N rows.
-    """
-    gm = GaussianMixture(
-        n_components=min(config.components, len(x)),
-        covariance_type=config.covariance,
-        max_iter=config.max_iter,
-        random_state=int(rng.integers(2**31)),
-    )
-    gm.fit(x)
-    return {
-        "weights": gm.weights_,
-        "means": gm.means_,
-        "covariances": gm.covariances_,
-        "covariance_type": np.array(config.covariance),
-    }
+from collapse.config.models import GMMModel
+from collapse.families.protocol import ClosedFormFamily, Params
 
 
-def biased_columns(params: dict[str, np.ndarray]) -> slice:
-    """MAD's sampling bias narrows the continuous noise, not the uniform that picks which
-    kernel or component a sample comes from."""
-    return slice(1, None)
+class GMM(ClosedFormFamily):
+    name = "gmm"
+
+    def fit(self, x: np.ndarray, config: GMMModel, rng: np.random.Generator) -> Params:
+        """Weights, means and covariances in scikit-learn's layout for the covariance type.
+
+        The component count is clamped to N, the most that EM can place on N rows.
+        """
+        gm = GaussianMixture(
+            n_components=min(config.components, len(x)),
+            covariance_type=config.covariance,
+            max_iter=config.max_iter,
+            random_state=int(rng.integers(2**31)),
+        )
+        gm.fit(x)
+        return {
+            "weights": gm.weights_,
+            "means": gm.means_,
+            "covariances": gm.covariances_,
+            "covariance_type": np.array(config.covariance),
+        }
+
+    def biased_columns(self, params: Params) -> slice:
+        """MAD's sampling bias narrows the continuous noise, not the uniform that picks which
+        component a sample comes from."""
+        return slice(1, None)
+
+    def noise_dim(self, params: Params) -> int:
+        return int(params["means"].shape[1]) + 1  # which component, then its Gaussian noise
+
+    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        weights = np.asarray(params["weights"], dtype=np.float64)
+        means = params["means"]
+        kind = str(params["covariance_type"])
+        cov = params["covariances"]
+        cumulative = np.cumsum(weights / weights.sum())
+        component = np.minimum(
+            np.searchsorted(cumulative, ndtr(noise[:, 0]), side="right"), len(weights) - 1
+        )
+        z = np.asarray(noise[:, 1:], dtype=np.float64)
+        if kind == "spherical":
+            return (means[component] + z * np.sqrt(cov[component])[:, None]).astype(np.float32)
+        if kind == "diag":
+            return (means[component] + z * np.sqrt(cov[component])).astype(np.float32)
+        if kind == "tied":
+            return (means[component] + z @ np.linalg.cholesky(cov).T).astype(np.float32)
+        factors = np.linalg.cholesky(cov)
+        out = means[component].astype(np.float64)
+        for k in np.unique(component):
+            rows = component == k
+            out[rows] += z[rows] @ factors[k].T
+        return out.astype(np.float32)
 
 
-def noise_dim(params: dict[str, np.ndarray]) -> int:
-    return int(params["means"].shape[1]) + 1  # which component, then its Gaussian noise
-
-
-def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-    weights = np.asarray(params["weights"], dtype=np.float64)
-    means = params["means"]
-    kind = str(params["covariance_type"])
-    cov = params["covariances"]
-    cumulative = np.cumsum(weights / weights.sum())
-    component = np.minimum(
-        np.searchsorted(cumulative, ndtr(noise[:, 0]), side="right"), len(weights) - 1
-    )
-    z = np.asarray(noise[:, 1:], dtype=np.float64)
-    if kind == "spherical":
-        return (means[component] + z * np.sqrt(cov[component])[:, None]).astype(np.float32)
-    if kind == "diag":
-        return (means[component] + z * np.sqrt(cov[component])).astype(np.float32)
-    if kind == "tied":
-        return (means[component] + z @ np.linalg.cholesky(cov).T).astype(np.float32)
-    factors = np.linalg.cholesky(cov)
-    out = means[component].astype(np.float64)
-    for k in np.unique(component):
-        rows = component == k
-        out[rows] += z[rows] @ factors[k].T
-    return out.astype(np.float32)
-
-
-def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
-    return {}
+FAMILY = GMM()

@@ -20,12 +20,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-
-def fit(x: np.ndarray, config, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The training points themselves and the kernel's per-dim standard deviation h."""
-    del rng  # the fit is deterministic given its data
-    x = np.asarray(x, dtype=np.float32)
-    return {"points": x, "bandwidth": np.array(bandwidth(x, config.bandwidth))}
+from collapse.config.models import KDEModel
+from collapse.families.protocol import ClosedFormFamily, Params
 
 
 def bandwidth(x: np.ndarray, rule: float | str) -> float:
@@ -41,23 +37,29 @@ def bandwidth(x: np.ndarray, rule: float | str) -> float:
     raise ValueError(f"unknown bandwidth rule {rule!r}; allowed: a number > 0, scott, silverman")
 
 
-def biased_columns(params: dict[str, np.ndarray]) -> slice:
-    """MAD's sampling bias narrows the continuous noise, not the uniform that picks which
-    kernel or component a sample comes from."""
-    return slice(1, None)
+class KDE(ClosedFormFamily):
+    name = "kde"
+
+    def fit(self, x: np.ndarray, config: KDEModel, rng: np.random.Generator) -> Params:
+        """The training points themselves and the kernel's per-dim standard deviation h."""
+        del rng  # the fit is deterministic given its data
+        x = np.asarray(x, dtype=np.float32)
+        return {"points": x, "bandwidth": np.array(bandwidth(x, config.bandwidth))}
+
+    def biased_columns(self, params: Params) -> slice:
+        """MAD's sampling bias narrows the kernel's noise, not the uniform that picks which
+        point a sample comes from."""
+        return slice(1, None)
+
+    def noise_dim(self, params: Params) -> int:
+        return int(params["points"].shape[1]) + 1  # which point, then the kernel's noise
+
+    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        points = params["points"]
+        h = float(params["bandwidth"])
+        pick = np.minimum((ndtr(noise[:, 0]) * len(points)).astype(np.int64), len(points) - 1)
+        rows = points[pick].astype(np.float64)
+        return (rows + h * noise[:, 1:]).astype(np.float32)
 
 
-def noise_dim(params: dict[str, np.ndarray]) -> int:
-    return int(params["points"].shape[1]) + 1  # which point, then the kernel's noise
-
-
-def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-    points = params["points"]
-    h = float(params["bandwidth"])
-    pick = np.minimum((ndtr(noise[:, 0]) * len(points)).astype(np.int64), len(points) - 1)
-    rows = points[pick].astype(np.float64)
-    return (rows + h * noise[:, 1:]).astype(np.float32)
-
-
-def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
-    return {}
+FAMILY = KDE()

@@ -11,112 +11,116 @@ is a function of its noise), so reflow pairs are (noise, sample) as stored.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
+from collapse import export
+from collapse.config.models import RectifiedFlowModel
 from collapse.data.space import DataSpace
 from collapse.families import trained
-from collapse.flow.nets import build_velocity_net
+from collapse.families.protocol import FlowFamily, Params
+from collapse.flow.interpolant import flow_matching_objective
 from collapse.flow.samplers import euler_forward, euler_reverse, reverse_sde
-
-trains_on_ray = True
-
-
-def build_net(model: Any, space: DataSpace) -> torch.nn.Module:
-    return build_velocity_net(space.kind, space.shape, dict(model.net))
+from collapse.training.loop import Objective
 
 
-def to_params(weights: dict[str, np.ndarray], model: Any, space: DataSpace, steps: int) -> dict:
-    spec = {"kind": space.kind, "shape": list(space.shape), "net": dict(model.net), "steps": steps}
-    return trained.pack(weights, spec)
+class RectifiedFlow(trained.NetFamily, FlowFamily):
+    name = "rectified_flow"
 
+    def objective(self, config: RectifiedFlowModel, space: DataSpace) -> Objective:
+        return flow_matching_objective
 
-weights = trained.weights
-_spec = trained.spec
-_net = trained.net
+    def to_params(
+        self,
+        weights: dict[str, np.ndarray],
+        config: RectifiedFlowModel,
+        space: DataSpace,
+        steps: int,
+        captions: Sequence[str] | None = None,
+    ) -> Params:
+        net = config.net.as_dict()
+        spec = {"kind": space.kind, "shape": list(space.shape), "net": net, "steps": steps}
+        return trained.pack(weights, spec)
 
+    def export(self, params: Params) -> tuple[str, dict[str, bytes]]:
+        return export.rectified_flow(params)
 
-def noise_dim(params: dict[str, np.ndarray]) -> int:
-    return int(np.prod(_spec(params)["shape"]))
+    def noise_dim(self, params: Params) -> int:
+        return int(np.prod(trained.spec(params)["shape"]))
 
+    def sample(self, params: Params, noise: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """Euler-integrate each noise row from t=0 to 1 in `steps` steps (default: the
+        generation's `sample.steps`); images as HWC-flat vectors in [-1, 1].
 
-def sample(
-    params: dict[str, np.ndarray], noise: np.ndarray, steps: int | None = None
-) -> np.ndarray:
-    """Euler-integrate each noise row from t=0 to 1 in `steps` steps (default: the generation's
-    `sample.steps`); images as HWC-flat vectors in [-1, 1].
-
-    Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
-    device = trained.device()
-    z = trained.model_noise(params, noise, device)
-    with trained.inference(device):
-        x = euler_forward(_net(params, device), z, steps or _spec(params)["steps"])
-    return trained.data_rows(params, x)
-
-
-def reverse(
-    params: dict[str, np.ndarray], x: np.ndarray, sde_sigma: float | None, steps: int, seed: int
-) -> np.ndarray:
-    """The noise this model pairs with real rows x (HWC-flat vectors in [-1, 1]): the reverse
-    ODE, or with `sde_sigma` the reverse SDE (Zhu et al.'s real-data pairing), as CHW-flat
-    noise rows like those `sample` reads. The SDE's noise is seeded, so pairs reproduce."""
-    device = trained.device()
-    x1 = trained.model_input(params, x, device)
-    if sde_sigma is None:
-        sampler = euler_reverse
-    else:
-        sampler = reverse_sde(sde_sigma, torch.Generator(device=device).manual_seed(seed))
-    with trained.inference(device):
-        z = sampler(_net(params, device), x1, steps)
-    return z.reshape(len(z), -1).float().cpu().numpy()
-
-
-def sdedit(
-    params: dict[str, np.ndarray], x: np.ndarray, level: float, noise: np.ndarray
-) -> np.ndarray:
-    """SDEdit on the flow: x at time 1 - level of the interpolant with `noise`, then Euler to
-    1 (HWC-flat rows in and out, noise rows CHW as `sample` reads them)."""
-    device = trained.device()
-    x1, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
-    start = 1.0 - level
-    steps = max(1, round(level * _spec(params)["steps"]))
-    with trained.inference(device):
-        out = euler_forward(_net(params, device), (1 - start) * z + start * x1, steps, start=start)
-    return trained.data_rows(params, out)
-
-
-def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
-    return {}
-
-
-def flow_metrics(
-    params: dict[str, np.ndarray],
-    names: Sequence[str],
-    noise: np.ndarray,
-    real: np.ndarray,
-    headline: str | None,
-    score: Callable[[np.ndarray], float],
-) -> dict[str, float]:
-    """The flow metrics `names` asks for (`collapse.metrics.flow`) of this generation's model:
-    straightness on the Euler trajectories from `noise` (the first noise rows of its own
-    samples), the `headline` metric (`score`) of samples from the same noise at each NFE, and
-    the inversion of held-out `real` rows by the reverse ODE, all at the generation's
-    `sample.steps` where a step count is not the point."""
-    from collapse.metrics import flow
-
-    found: dict[str, float] = {}
-    steps = _spec(params)["steps"]
-    if "straightness" in names:
+        Image noise rows are read as CHW (the layout the net and the stored reflow pairs use)."""
         device = trained.device()
         z = trained.model_noise(params, noise, device)
         with trained.inference(device):
-            found["straightness"] = flow.straightness(_net(params, device), z, steps)
-    if "nfe" in names:
-        assert headline is not None, "config validation (flow_problem) asks for one"
-        for name, k in zip(flow.nfe_names(headline), flow.NFE_STEPS, strict=True):
-            found[name] = score(sample(params, noise, k))
-    if "inversion" in names:
-        found.update(flow.inversion_stats(reverse(params, real, None, steps, 0)))
-    return found
+            x = euler_forward(
+                trained.net(params, device), z, steps or trained.spec(params)["steps"]
+            )
+        return trained.data_rows(params, x)
+
+    def reverse(
+        self, params: Params, x: np.ndarray, sde_sigma: float | None, steps: int, seed: int
+    ) -> np.ndarray:
+        """The noise this model pairs with real rows x (HWC-flat vectors in [-1, 1]): the
+        reverse ODE, or with `sde_sigma` the reverse SDE (Zhu et al.'s real-data pairing), as
+        CHW-flat noise rows like those `sample` reads. The SDE's noise is seeded, so pairs
+        reproduce."""
+        device = trained.device()
+        x1 = trained.model_input(params, x, device)
+        if sde_sigma is None:
+            sampler = euler_reverse
+        else:
+            sampler = reverse_sde(sde_sigma, torch.Generator(device=device).manual_seed(seed))
+        with trained.inference(device):
+            z = sampler(trained.net(params, device), x1, steps)
+        return z.reshape(len(z), -1).float().cpu().numpy()
+
+    def sdedit(self, params: Params, x: np.ndarray, level: float, noise: np.ndarray) -> np.ndarray:
+        """SDEdit on the flow: x at time 1 - level of the interpolant with `noise`, then Euler
+        to 1 (HWC-flat rows in and out, noise rows CHW as `sample` reads them)."""
+        device = trained.device()
+        x1, z = trained.model_input(params, x, device), trained.model_noise(params, noise, device)
+        start = 1.0 - level
+        steps = max(1, round(level * trained.spec(params)["steps"]))
+        with trained.inference(device):
+            net = trained.net(params, device)
+            out = euler_forward(net, (1 - start) * z + start * x1, steps, start=start)
+        return trained.data_rows(params, out)
+
+    def flow_metrics(
+        self,
+        params: Params,
+        names: Sequence[str],
+        noise: np.ndarray,
+        real: np.ndarray,
+        headline: str | None,
+        score: Callable[[np.ndarray], float],
+    ) -> dict[str, float]:
+        """The flow metrics `names` asks for (`collapse.metrics.flow`) of this generation's
+        model: straightness on the Euler trajectories from `noise` (the first noise rows of its
+        own samples), the `headline` metric (`score`) of samples from the same noise at each
+        NFE, and the inversion of held-out `real` rows by the reverse ODE, all at the
+        generation's `sample.steps` where a step count is not the point."""
+        from collapse.metrics import flow
+
+        found: dict[str, float] = {}
+        steps = trained.spec(params)["steps"]
+        if "straightness" in names:
+            device = trained.device()
+            z = trained.model_noise(params, noise, device)
+            with trained.inference(device):
+                found["straightness"] = flow.straightness(trained.net(params, device), z, steps)
+        if "nfe" in names:
+            assert headline is not None, "config validation (flow_problem) asks for one"
+            for name, k in zip(flow.nfe_names(headline), flow.NFE_STEPS, strict=True):
+                found[name] = score(self.sample(params, noise, k))
+        if "inversion" in names:
+            found.update(flow.inversion_stats(self.reverse(params, real, None, steps, 0)))
+        return found
+
+
+FAMILY = RectifiedFlow()

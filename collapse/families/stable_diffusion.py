@@ -15,109 +15,112 @@ only the latent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 from scipy.special import ndtr
 
+from collapse import export
+from collapse.config.models import StableDiffusionModel
 from collapse.data.space import DataSpace
 from collapse.diffusion import stable_diffusion as sd
 from collapse.families import trained
-from collapse.flow.training import load_trainable
+from collapse.families.protocol import Params, TrainedFamily
+from collapse.training.loop import Objective
+from collapse.training.weights import load_trainable
 
-trains_on_ray = True
-trains_on_latents = True
-
-_NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
-
-
-def build_net(model: Any, space: DataSpace) -> torch.nn.Module:
-    return sd.unet(
-        model.pretrained,
-        model.finetune,
-        model.lora_rank,
-        model.lora_alpha,
-        model.gradient_checkpointing,
-        model.attention,
-    )
+_NETS: dict[int, tuple[Params, torch.nn.Module]] = {}
 
 
-def objective(model: Any, space: DataSpace):
-    return sd.epsilon_objective(model.pretrained)
+class StableDiffusion(TrainedFamily):
+    name = "stable_diffusion"
+    latent = True
+    captioned = True
+
+    def build_net(self, config: StableDiffusionModel, space: DataSpace) -> torch.nn.Module:
+        return sd.unet(
+            config.pretrained,
+            config.finetune,
+            config.lora_rank,
+            config.lora_alpha,
+            config.gradient_checkpointing,
+            config.attention,
+        )
+
+    def objective(self, config: StableDiffusionModel, space: DataSpace) -> Objective:
+        return sd.epsilon_objective(config.pretrained)
+
+    def weights(self, params: Params) -> dict[str, np.ndarray]:
+        return trained.weights(params)
+
+    def to_params(
+        self,
+        weights: dict[str, np.ndarray],
+        config: StableDiffusionModel,
+        space: DataSpace,
+        steps: int,
+        captions: Sequence[str] | None = None,
+    ) -> Params:
+        """Samples are drawn for `captions` (the real set's; none: the empty caption)."""
+        spec = {
+            "pretrained": config.pretrained,
+            "finetune": config.finetune,
+            "lora_rank": config.lora_rank,
+            "lora_alpha": config.lora_alpha,
+            "image_shape": list(space.shape),
+            "latent_shape": list(sd.latent_shape(config.pretrained, space.shape)),
+            "guidance_scale": config.guidance_scale,
+            "steps": steps,
+        }
+        params = trained.pack(weights, spec)
+        params["captions"] = np.array(list(captions or []) or [""], dtype=str)
+        return params
+
+    def export(self, params: Params) -> tuple[str, dict[str, bytes]]:
+        return export.stable_diffusion(params)
+
+    def noise_dim(self, params: Params) -> int:
+        return 1 + int(np.prod(trained.spec(params)["latent_shape"]))
+
+    def biased_columns(self, params: Params) -> slice:
+        """The initial latent only: the caption draw stays uniform."""
+        return slice(1, None)
+
+    def captions(self, params: Params, noise: np.ndarray) -> list[str]:
+        """The caption each noise row draws: uniform over the real set's captions."""
+        pool = params["captions"]
+        uniform = ndtr(np.asarray(noise)[:, 0])
+        pick = np.minimum((uniform * len(pool)).astype(np.int64), len(pool) - 1)
+        return [str(pool[i]) for i in pick]
+
+    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """Images as HWC-flat vectors in [-1, 1]."""
+        spec, device = trained.spec(params), trained.device()
+        z = torch.as_tensor(np.asarray(noise, dtype=np.float32)[:, 1:], device=device)
+        z = z.reshape(len(z), *spec["latent_shape"])
+        images = sd.sample(
+            _net(params, device),
+            spec["pretrained"],
+            self.captions(params, noise),
+            z,
+            spec["steps"],
+            spec["guidance_scale"],
+        )
+        return images.permute(0, 2, 3, 1).reshape(len(z), -1).cpu().numpy()
 
 
-def to_params(
-    weights: dict[str, np.ndarray],
-    model: Any,
-    space: DataSpace,
-    steps: int,
-    captions: Sequence[str] = ("",),
-) -> dict[str, np.ndarray]:
-    spec = {
-        "pretrained": model.pretrained,
-        "finetune": model.finetune,
-        "lora_rank": model.lora_rank,
-        "lora_alpha": model.lora_alpha,
-        "image_shape": list(space.shape),
-        "latent_shape": list(sd.latent_shape(model.pretrained, space.shape)),
-        "guidance_scale": model.guidance_scale,
-        "steps": steps,
-    }
-    params = trained.pack(weights, spec)
-    params["captions"] = np.array(list(captions) or [""], dtype=str)
-    return params
+FAMILY = StableDiffusion()
 
 
-weights = trained.weights
-
-
-def _spec(params: dict[str, np.ndarray]) -> dict[str, Any]:
-    return json.loads(str(params["spec"]))
-
-
-def noise_dim(params: dict[str, np.ndarray]) -> int:
-    return 1 + int(np.prod(_spec(params)["latent_shape"]))
-
-
-def biased_columns(params: dict[str, np.ndarray]) -> slice:
-    """The initial latent only: the caption draw stays uniform."""
-    return slice(1, None)
-
-
-def captions(params: dict[str, np.ndarray], noise: np.ndarray) -> list[str]:
-    """The caption each noise row draws: uniform over the real set's captions."""
-    pool = params["captions"]
-    pick = np.minimum((ndtr(np.asarray(noise)[:, 0]) * len(pool)).astype(np.int64), len(pool) - 1)
-    return [str(pool[i]) for i in pick]
-
-
-def sample(params: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
-    """Images as HWC-flat vectors in [-1, 1]."""
-    spec, device = _spec(params), trained.device()
-    z = torch.as_tensor(np.asarray(noise, dtype=np.float32)[:, 1:], device=device)
-    z = z.reshape(len(z), *spec["latent_shape"])
-    images = sd.sample(
-        _net(params, device),
-        spec["pretrained"],
-        captions(params, noise),
-        z,
-        spec["steps"],
-        spec["guidance_scale"],
-    )
-    return images.permute(0, 2, 3, 1).reshape(len(z), -1).cpu().numpy()
-
-
-def _net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
+def _net(params: Params, device: torch.device) -> torch.nn.Module:
     """The fine-tuned UNet of these parameters, built once per parameter set."""
     cached = _NETS.get(id(params))
     if cached is None or cached[0] is not params:
-        spec = _spec(params)
+        spec = trained.spec(params)
         net = sd.unet(spec["pretrained"], spec["finetune"], spec["lora_rank"], spec["lora_alpha"])
-        load_trainable(net, weights(params))
+        load_trainable(net, trained.weights(params))
         _NETS.clear()
         _NETS[id(params)] = cached = (params, net.to(device).eval().requires_grad_(False))
     return cached[1]
@@ -148,7 +151,3 @@ def training_batch(
         "generation": generation,
         "id": table.column("id").to_numpy(),
     }
-
-
-def describe(params: dict[str, np.ndarray]) -> dict[str, float]:
-    return {}

@@ -1,4 +1,5 @@
-"""What the families trained on Ray Train (rectified_flow, ddpm) share about their parameters.
+"""What the trained families share about their parameters, and `NetFamily`, the base of those
+that train collapse's own net (`model.net`) on the data itself (rectified_flow, ddpm).
 
 Their parameters are the EMA weights (`w.<name>` arrays) plus a JSON `spec` of what net on what
 data space, so that any process (a Ray Data sampling actor on another node included) rebuilds
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from collapse.data.space import DataSpace
-from collapse.flow.nets import build_velocity_net
+from collapse.families.protocol import DenoisingFamily, Params
+from collapse.training.nets import build_velocity_net
 
 _NETS: dict[int, tuple[dict[str, np.ndarray], torch.nn.Module]] = {}
 
@@ -87,3 +89,14 @@ def net(params: dict[str, np.ndarray], device: torch.device) -> torch.nn.Module:
             model = model.to(memory_format=torch.channels_last)
         _NETS[id(params)] = cached = (params, model)
     return cached[1]
+
+
+class NetFamily(DenoisingFamily):
+    """A family whose net is `model.net` (an MLP for vectors, a UNet for images) on the data's
+    own space; its spec stores the net's keys as the config gives them."""
+
+    def build_net(self, config: Any, space: DataSpace) -> torch.nn.Module:
+        return build_velocity_net(space.kind, space.shape, config.net.as_dict())
+
+    def weights(self, params: Params) -> dict[str, np.ndarray]:
+        return weights(params)

@@ -1,1 +1,1 @@
-"""Rectified flow: the interpolant, samplers, velocity nets and training loop."""
+"""Rectified flow's math: interpolant and objective, samplers, online pairing, DAE theory."""

@@ -69,3 +69,16 @@ def flow_matching_loss(net: VelocityField, x0: Tensor, x1: Tensor, t: Tensor) ->
     """
     prediction = net(interpolate(x0, x1, t), t)
     return (prediction - target_velocity(x0, x1)).square().mean()
+
+
+def flow_matching_objective(
+    model: VelocityField,
+    x0: Tensor,
+    x1: Tensor,
+    generator: torch.Generator,
+    batch: dict[str, Tensor] | None = None,
+) -> Tensor:
+    """Rectified flow's training objective (`collapse.training.loop.Objective`): the
+    flow-matching loss at times drawn uniformly from (0, 1) by the step's generator."""
+    t = sample_time(len(x1), generator=generator, device=x1.device)
+    return flow_matching_loss(model, x0, x1, t)

@@ -26,7 +26,7 @@ def online_pairs(
     reverse_steps: int,
     sde_sigma: float | None = None,
 ) -> Callable[[dict[str, torch.Tensor], torch.Generator], Pairs]:
-    """A `make_pairs(batch, generator)` for `collapse.flow.training.train`: the batch's real
+    """A `make_pairs(batch, generator)` for `collapse.training.loop.train`: the batch's real
     rows (`x`, possibly none) with their reverse-flow noise, topped up to `batch_size` rows with
     forward pairs of the frozen model."""
 

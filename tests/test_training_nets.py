@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from collapse.flow.nets import (
+from collapse.training.nets import (
     UNET_PRESETS,
     ImageField,
     VectorField,
@@ -133,6 +133,7 @@ def test_factory_rejects_bad_input_by_name(
         build_velocity_net(kind, shape, net)
 
 
+@pytest.mark.slow
 def test_vector_field_fits_a_velocity_target() -> None:
     """A few hundred AdamW steps on a smooth v*(x, t) cut the regression loss by 10x."""
     torch.manual_seed(0)

@@ -1,4 +1,7 @@
-"""Velocity nets v(x, t) for rectified flow, t in [0, 1]: an MLP for vectors, a UNet for images.
+"""The nets trained from scratch, f(x, t) with t in [0, 1]: an MLP for vectors, a UNet for images.
+
+Rectified flow reads the output as a velocity, DDPM as the noise it predicts (Stable Diffusion
+brings its own pretrained UNet, `collapse.diffusion.stable_diffusion`).
 
 Both are built from plain config (no download), so a sampler anywhere rebuilds the same module
 from the stored spec. Both take `(x, t)` with t of shape (B,) and return a tensor shaped like x;

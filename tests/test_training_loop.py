@@ -1,12 +1,16 @@
-"""The training loop without Ray: the same function a Ray Train worker runs."""
+"""The training loop without Ray (the same function a Ray Train worker runs) and its EMA."""
 
 import math
 
+import pytest
 import torch
 
-from collapse.flow.nets import VectorField
+from collapse.flow.interpolant import flow_matching_objective
 from collapse.flow.samplers import euler_forward
-from collapse.flow.training import EMA, TrainSettings, TrainState, pairs, train
+from collapse.training.ema import EMA
+from collapse.training.loop import pairs, train
+from collapse.training.nets import VectorField
+from collapse.training.state import TrainSettings, TrainState
 
 
 def gaussian_batches(mean, std, batch, seed=0):
@@ -15,6 +19,7 @@ def gaussian_batches(mean, std, batch, seed=0):
         yield {"x": mean + std * torch.randn(batch, 2, generator=generator)}
 
 
+@pytest.mark.slow
 def test_loop_learns_a_gaussian_and_samples_it():
     torch.manual_seed(0)
     settings = TrainSettings(steps=600, lr=3e-3, ema_decay=0.99, checkpoint_every=200)
@@ -26,6 +31,7 @@ def test_loop_learns_a_gaussian_and_samples_it():
         settings,
         torch.device("cpu"),
         checkpoint=lambda s, loss: losses.append(loss),
+        objective=flow_matching_objective,
     )
     assert state.step == 600 and len(losses) == 3 and losses[-1] < losses[0]
     x = euler_forward(
@@ -38,22 +44,21 @@ def test_loop_learns_a_gaussian_and_samples_it():
 def test_resumed_training_equals_uninterrupted():
     settings = TrainSettings(steps=30, lr=1e-2, checkpoint_every=10)
     device = torch.device("cpu")
+    flow = {"objective": flow_matching_objective, "seed": 5}
 
     def fresh():
         torch.manual_seed(0)
         return TrainState.create(VectorField(2, hidden=16, depth=1), settings, device)
 
-    whole = train(fresh(), gaussian_batches(1.0, 1.0, 32), settings, device, seed=5)
+    whole = train(fresh(), gaussian_batches(1.0, 1.0, 32), settings, device, **flow)
     saved = {}
     half = TrainSettings(steps=20, lr=1e-2, checkpoint_every=10)
     batches = gaussian_batches(1.0, 1.0, 32)
-    train(
-        fresh(), batches, half, device, checkpoint=lambda s, _: saved.update(s.state_dict()), seed=5
-    )
+    train(fresh(), batches, half, device, lambda s, _: saved.update(s.state_dict()), **flow)
     restarted = fresh()
     restarted.load_state_dict(saved)
     assert restarted.step == 20
-    train(restarted, batches, settings, device, seed=5)
+    train(restarted, batches, settings, device, **flow)
     for a, b in zip(whole.model.parameters(), restarted.model.parameters(), strict=True):
         torch.testing.assert_close(a, b)
 

@@ -1,42 +1,25 @@
-"""Self-correcting self-consuming loops (Gillman et al. 2024): correction functions that move a
-generation's samples toward the true distribution before the next generation trains on them.
+"""The `ideal` corrector's math: Langevin dynamics on a toy source's true density.
 
-Pure functions on (n, d) rows (vectors, or images flattened to [-1, 1]); randomness comes in
-as arguments (per-row noise), so a corrected set is reproducible wherever it is computed.
-
-- `exact` (collapse.strategies.true_draws): the paper's idealised corrector itself,
-  pi_gamma = (p_theta + gamma p*) / (1 + gamma): a row is replaced by a draw of the true source
-  with probability gamma / (1 + gamma). It moves mass between modes, so lost modes come back.
-- `ideal`: Langevin steps on the true log density, for sources whose density is known
-  (toy:gaussian, toy:mog8). Unadjusted (`langevin`), its stationary law is biased by the step:
-  on a Gaussian of curvature L it has variance 1 / (L (1 - step L / 2)), so steps with
-  step x L >= 1 are refused (`unadjusted_step_problem`); Metropolis-adjusted (`mala`), its
-  stationary law is the true one at any step. Either way it is a local corrector: it moves a
-  row within the mode it is near, and reaches a mode no row is near only by crossing the
-  low-density barrier between modes, which few rows do in tens of steps.
-- `knn`: each sample moves a fraction `strength` toward the mean of its k nearest real rows.
-- a user corrector `module:function`, called as `function(x, real=real, rng=rng)` with x the
-  (m, d) float64 rows to correct (vectors, or images as HWC-flat rows in [-1, 1]), real the
-  (n, d) real pool in the same form and rng a numpy Generator seeded by (seed, generation); it
-  returns the corrected (m, d) rows.
-`knn` and user corrections are blended as x + strength * (corrected - x); for `ideal`, strength
-is the share of the Langevin steps run (a blend of a row with an independent sample would
-shrink the variance it is meant to restore).
+Pure functions on (n, d) rows; randomness comes in as arguments (per-row noise and uniforms),
+so a corrected set is reproducible wherever it is computed. Unadjusted (`langevin`), the
+stationary law is biased by the step: on a Gaussian of curvature L it has variance
+1 / (L (1 - step L / 2)), so steps with step x L >= 1 are refused (`unadjusted_step_problem`);
+Metropolis-adjusted (`mala`), the stationary law is the true one at any step. Either way it
+is a local corrector: it moves a row within the mode it is near, and reaches a mode no row is
+near only by crossing the low-density barrier between modes, which few rows do in tens of
+steps.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import numpy as np
 
 from collapse.data.sources import MOG8_RADIUS, MOG8_STD
-from collapse.metrics.vectors import pairwise_sq_dists
 
 Score = Callable[[np.ndarray], np.ndarray]
 LogDensity = Callable[[np.ndarray], np.ndarray]
-UserCorrector = Callable[..., np.ndarray]
 
 
 def gaussian_score(x: np.ndarray) -> np.ndarray:
@@ -145,41 +128,3 @@ def mala(
         grad = np.where(accept[:, None], grad_y, grad)
         log_p = np.where(accept, log_p_y, log_p)
     return x
-
-
-def toward_nearest_real(
-    x: np.ndarray,
-    real: np.ndarray,
-    k: int,
-    x_features: np.ndarray | None = None,
-    real_features: np.ndarray | None = None,
-) -> np.ndarray:
-    """The mean of each row's k nearest real rows, in bounded-memory chunks. With features,
-    neighbours are found in feature space (digits-cnn, Inception) and their pixels averaged."""
-    x, real = np.asarray(x, dtype=np.float64), np.asarray(real, dtype=np.float64)
-    near_x = x if x_features is None else np.asarray(x_features, dtype=np.float64)
-    near_real = real if real_features is None else np.asarray(real_features, dtype=np.float64)
-    k = min(k, len(real))
-    out = np.empty_like(x)
-    step = max(1, (1 << 24) // max(len(real), 1))
-    for start in range(0, len(x), step):
-        d2 = pairwise_sq_dists(near_x[start : start + step], near_real)
-        nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        out[start : start + step] = real[nearest].mean(axis=1)
-    return out
-
-
-def blend(x: np.ndarray, corrected: np.ndarray, strength: float) -> np.ndarray:
-    return x + strength * (np.asarray(corrected, dtype=np.float64) - x)
-
-
-def load_user_corrector(spec: str) -> UserCorrector:
-    """`package.module:function`, imported on the worker that corrects."""
-    module, _, name = spec.partition(":")
-    try:
-        function = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"corrector {spec!r}: cannot import it ({err})") from None
-    if not callable(function):
-        raise ValueError(f"corrector {spec!r} is not callable")
-    return function

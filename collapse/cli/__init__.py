@@ -1,0 +1,66 @@
+"""The `collapse` command: run | resume | evaluate | sweep | report | list | prepare | submit |
+jobs | bench.
+
+User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
+
+- `parser`: every subcommand's arguments and help (`build_parser`).
+- `runs`: run, resume and evaluate, the commands on one chain run.
+- `sweeps`: sweep. `jobs`: submit and jobs, on a Ray cluster's job server.
+- `reports`: report. `prepare`: prepare. `bench`: bench.
+
+`main` is the console script (`collapse.cli:main`); `python -m collapse.cli` runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from collapse.cli.bench import run_benchmark
+from collapse.cli.jobs import manage_jobs, submit_job
+from collapse.cli.parser import build_parser
+from collapse.cli.prepare import prepare_source
+from collapse.cli.reports import print_report
+from collapse.cli.runs import evaluate_run, resume_run, start_run
+from collapse.cli.sweeps import start_sweep
+from collapse.errors import UserError, one_line
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command == "run":
+        start_run(args)
+    elif args.command == "resume":
+        resume_run(args)
+    elif args.command == "evaluate":
+        evaluate_run(args)
+    elif args.command == "list":
+        from collapse.catalog import format_entries
+
+        print(format_entries(args.kind))
+    elif args.command == "sweep":
+        start_sweep(args)
+    elif args.command == "submit":
+        submit_job(args)
+    elif args.command == "jobs":
+        manage_jobs(args)
+    elif args.command == "report":
+        print_report(args)
+    elif args.command == "prepare":
+        prepare_source(args)
+    elif args.command == "bench":
+        run_benchmark(args.what, args.bench_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        _dispatch(build_parser().parse_args(argv))
+    except UserError as err:
+        print(f"collapse: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "collapse: interrupted; committed generations are kept, rerun to resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
