@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from collapse.cli.bench import run_benchmark
 from collapse.cli.jobs import manage_jobs, submit_job
@@ -26,34 +27,34 @@ from collapse.cli.sweeps import start_sweep
 from collapse.errors import UserError, one_line
 
 
-def _dispatch(args: argparse.Namespace) -> None:
-    if args.command == "run":
-        start_run(args)
-    elif args.command == "resume":
-        resume_run(args)
-    elif args.command == "evaluate":
-        evaluate_run(args)
-    elif args.command == "list":
-        from collapse.catalog import format_entries
+def _list(args: argparse.Namespace) -> None:
+    from collapse.catalog import format_entries
 
-        print(format_entries(args.kind))
-    elif args.command == "sweep":
-        start_sweep(args)
-    elif args.command == "submit":
-        submit_job(args)
-    elif args.command == "jobs":
-        manage_jobs(args)
-    elif args.command == "report":
-        print_report(args)
-    elif args.command == "prepare":
-        prepare_source(args)
-    elif args.command == "bench":
-        run_benchmark(args.what, args.bench_args)
+    print(format_entries(args.kind))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    run_benchmark(args.what, args.bench_args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "run": start_run,
+    "resume": resume_run,
+    "evaluate": evaluate_run,
+    "list": _list,
+    "sweep": start_sweep,
+    "submit": submit_job,
+    "jobs": manage_jobs,
+    "report": print_report,
+    "prepare": prepare_source,
+    "bench": _bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        _dispatch(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
     except UserError as err:
         print(f"collapse: error: {one_line(str(err))}", file=sys.stderr)
         return 2
