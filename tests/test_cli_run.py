@@ -186,6 +186,17 @@ def test_list_reads_the_registries(capsys):
     assert main(["list", "losses"]) == 2
 
 
+@pytest.mark.subprocess
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
+    collapse = str(Path(sys.executable).parent / "collapse")
+    listing = subprocess.Popen(
+        [collapse, "list", "metrics"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    listing.stdout.close()  # as `| head -0` does: the reader is gone before anything is written
+    assert listing.wait(timeout=60) == 0
+    assert listing.stderr.read() == b""
+
+
 def test_dry_run_shows_the_plan_and_resources_and_writes_nothing(tmp_path, capsys):
     storage = tmp_path / "runs"
     argv = ["run", "configs/quickstart.yaml", "--storage", str(storage), "--dry-run"]

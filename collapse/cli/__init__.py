@@ -14,6 +14,7 @@ User errors exit 2 with one line on stderr and no traceback; bugs keep their tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"collapse: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `collapse list families | head`: the reader stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except KeyboardInterrupt:
         print(
             "collapse: interrupted; committed generations are kept, rerun to resume",
