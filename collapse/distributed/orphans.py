@@ -15,6 +15,7 @@ of the run is left to own them.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import ray
@@ -28,10 +29,9 @@ def _where(address: dict[str, Any]) -> tuple[str, int]:
 
 
 def _could_have_made(owner: dict[str, Any], actor: dict[str, Any]) -> bool:
-    """Whether `owner` could have started `actor`: a worker's port is reused by later workers,
-    so an owner counts only while it was alive, and only within its own job."""
-    if _where(actor["OwnerAddress"]) != _where(owner["Address"]):
-        return False
+    """Whether `owner` could have started `actor`, which names `owner`'s worker address as its
+    owner's: a worker's port is reused by later workers, so an owner counts only while it was
+    alive, and only within its own job."""
     if actor["JobID"] != owner["JobID"] or actor["StartTime"] < owner["StartTime"]:
         return False
     ended = owner["EndTime"]
@@ -41,12 +41,15 @@ def _could_have_made(owner: dict[str, Any], actor: dict[str, Any]) -> bool:
 def left_behind(actors: list[dict[str, Any]], chain_actor: str) -> list[dict[str, Any]]:
     """The live actors started, directly or not, by any actor named `chain_actor` (the run's
     chain actors, alive or dead), from GCS actor-table entries; pure, for tests."""
+    by_owner: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for actor in actors:  # a long-lived cluster keeps thousands of dead actors: index once
+        by_owner[_where(actor["OwnerAddress"])].append(actor)
     found = [a for a in actors if a["Name"] == chain_actor]
     seen = {a["ActorID"] for a in found}
     frontier = list(found)
     while frontier:
         owner = frontier.pop()
-        for actor in actors:
+        for actor in by_owner.get(_where(owner["Address"]), ()):
             if actor["ActorID"] not in seen and _could_have_made(owner, actor):
                 seen.add(actor["ActorID"])
                 found.append(actor)
