@@ -482,3 +482,50 @@ def test_what_a_dead_chain_actor_started_is_found_by_ownership_and_nothing_else(
     found = sorted(a["ActorID"] for a in left_behind(table, "chain-x"))
     assert found == ["c", "d"]
     assert left_behind(table, "chain-z") == []
+
+
+@pytest.mark.ray_train
+@pytest.mark.faults
+def test_a_chain_actor_stopped_mid_training_leaves_no_reserved_cpus_or_cleaner(
+    ray_cluster, tmp_path
+):
+    import threading
+
+    import ray
+
+    from collapse.chain import open_run
+    from collapse.distributed.chain import remote_worker
+
+    earlier = set(run_processes())
+    config = make_config(
+        str(tmp_path),
+        generations=1,
+        model={"family": "rectified_flow", "net": {"hidden": 16, "depth": 1}},
+        train={
+            "workers": 2,
+            "cpus_per_worker": 0.5,
+            "batch_size": 64,
+            "steps": 5000,
+            "checkpoint_every": 5,
+        },
+        eval={"metrics": ["w2"]},
+    )
+    store, _ = open_run(config)
+    snapshot = Path(store.uri) / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
+    cpus = ray.available_resources().get("CPU", 0)  # earlier tests' actors may still hold some
+    with remote_worker(config) as worker:  # left as an error or Ctrl-C in the driver would
+        generations = worker.run_generations(0, 1)
+        threading.Thread(target=lambda: list(generations), daemon=True).start()
+        deadline = time.time() + 120
+        while not snapshot.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert snapshot.exists(), "training never checkpointed"
+
+    def left() -> dict[int, str]:
+        return {pid: t for pid, t in run_processes().items() if pid not in earlier}
+
+    deadline = time.time() + 30
+    while (left() or ray.available_resources().get("CPU", 0) < cpus) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left(), left()
+    assert ray.available_resources().get("CPU", 0) >= cpus

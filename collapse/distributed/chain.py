@@ -133,3 +133,6 @@ def remote_worker(
         yield RemoteWorker(actor)
     finally:
         ray.kill(actor)
+        # killed mid-training (an error, Ctrl-C), its Ray Train run leaves a placement group
+        # and a detached cleaner behind that Ray does not end with it
+        stop_left_behind(name)

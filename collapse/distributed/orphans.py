@@ -9,8 +9,11 @@ controller has been seen alive long after its owner, the chain's actor, was gone
 The GCS actor table records every actor with its worker's address, its owner's address, its
 job and its lifetime, dead actors included. So the actors that a run's earlier chain actors
 started, directly or through others, are found by walking ownership down from the actors with
-the run's chain-actor name; those still alive are stopped. The lease guarantees no live driver
-of the run is left to own them.
+the run's chain-actor name; those still alive are stopped, and the placement groups any of them
+created are removed (a killed controller's group otherwise keeps its CPUs or GPUs reserved until
+the driver's job ends: the cleaner was to remove it). The next driver does this for a dead
+driver's run (the lease guarantees no live driver of the run is left to own them), and a driver
+for its own run when its chain actor is killed early (an error, Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections import defaultdict
 from typing import Any
 
 import ray
+from ray import PlacementGroupID
+from ray.util.placement_group import PlacementGroup, remove_placement_group
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 _GONE = ("DEAD",)
@@ -38,9 +43,9 @@ def _could_have_made(owner: dict[str, Any], actor: dict[str, Any]) -> bool:
     return owner["State"] not in _GONE or not ended or actor["StartTime"] <= ended
 
 
-def left_behind(actors: list[dict[str, Any]], chain_actor: str) -> list[dict[str, Any]]:
-    """The live actors started, directly or not, by any actor named `chain_actor` (the run's
-    chain actors, alive or dead), from GCS actor-table entries; pure, for tests."""
+def started_by(actors: list[dict[str, Any]], chain_actor: str) -> list[dict[str, Any]]:
+    """The actors started, directly or not, by any actor named `chain_actor` (the run's chain
+    actors, alive or dead), alive or dead, from GCS actor-table entries; pure, for tests."""
     by_owner: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for actor in actors:  # a long-lived cluster keeps thousands of dead actors: index once
         by_owner[_where(actor["OwnerAddress"])].append(actor)
@@ -54,7 +59,28 @@ def left_behind(actors: list[dict[str, Any]], chain_actor: str) -> list[dict[str
                 seen.add(actor["ActorID"])
                 found.append(actor)
                 frontier.append(actor)
-    return [a for a in found if a["Name"] != chain_actor and a["State"] not in _GONE]
+    return [a for a in found if a["Name"] != chain_actor]
+
+
+def left_behind(actors: list[dict[str, Any]], chain_actor: str) -> list[dict[str, Any]]:
+    """Those of `started_by` still alive."""
+    return [a for a in started_by(actors, chain_actor) if a["State"] not in _GONE]
+
+
+def _placement_groups() -> list[tuple[bytes, str, bool]]:
+    """(id, its creator actor's id in hex, removed) of every placement group: the GCS table,
+    whose parsed form (`ray.util.placement_group_table`) leaves the creator out."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    table = gcs_pb2.PlacementGroupTableData
+    found = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        group = table.FromString(raw)
+        found.append(
+            (group.placement_group_id, group.creator_actor_id.hex(), group.state == table.REMOVED)
+        )
+    return found
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -73,13 +99,18 @@ def _stop_process(pid: int, class_name: str) -> bool:
 
 
 def stop_left_behind(chain_actor: str) -> list[str]:
-    """Stop what the run's earlier chain actors left alive; the class names of those stopped.
+    """Remove the placement groups the run's chain actors' descendants made and stop those
+    descendants still alive; the class names of those stopped.
 
     Without a handle an unnamed actor cannot be `ray.kill`ed, so its worker process is killed
     on its node; Ray then records the actor as dead (none of these restart)."""
     from ray._private.state import state  # the actor table, with no dashboard needed
 
     actors = list(state.actor_table(None).values())
+    makers = {a["ActorID"] for a in started_by(actors, chain_actor)}
+    for group, creator, removed in _placement_groups():
+        if creator in makers and not removed:
+            remove_placement_group(PlacementGroup(PlacementGroupID(group)))
     orphans = left_behind(actors, chain_actor)
     stops = [
         _stop_process.options(
