@@ -21,6 +21,7 @@ Randomness comes in per row (collapse.noise), so a corrected set does not depend
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,9 +54,9 @@ class CorrectionJob:
     nearest: Callable[..., np.ndarray]
 
 
-class Corrector:
-    """A corrector that blends each touched row toward its `target`; subclasses name the
-    target, or replace `correct` where a blend is not what they do."""
+class Corrector(ABC):
+    """A corrector: `correct` moves the touched rows; `check` and `share` say what it needs
+    and how many rows it touches."""
 
     name: str
 
@@ -66,12 +67,20 @@ class Corrector:
         """The share of rows corrected, each row chosen by its own uniform."""
         return strategy.correct_fraction
 
+    @abstractmethod
     def correct(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
         """The touched float64 `rows` (of row `ids`), corrected."""
+
+
+class TowardTarget(Corrector):
+    """A corrector that blends each touched row toward its `target` by `strategy.strength`."""
+
+    def correct(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
         return blend(rows, self.target(rows, ids, job), job.strategy.strength)
 
+    @abstractmethod
     def target(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
-        raise NotImplementedError(f"corrector {self.name} names no target")
+        """Where each touched row moves to at strength 1."""
 
 
 class Exact(Corrector):
@@ -134,7 +143,7 @@ class Ideal(Corrector):
         return langevin.mala(rows, score, density, strategy.step_size, noise, decisions)
 
 
-class Knn(Corrector):
+class Knn(TowardTarget):
     name = "knn"
 
     def target(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
@@ -145,7 +154,7 @@ class Knn(Corrector):
         return job.nearest(rows, pool, k)
 
 
-class Reference(Corrector):
+class Reference(TowardTarget):
     name = "reference"
 
     def check(self, config: ChainConfig) -> str | None:

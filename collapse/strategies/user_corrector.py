@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from collapse.errors import UserError
-from collapse.strategies.correctors import CorrectionJob, Corrector
+from collapse.strategies.correctors import CorrectionJob, TowardTarget
 
 if TYPE_CHECKING:
     from collapse.config import ChainConfig
@@ -37,7 +37,7 @@ def load_user_corrector(spec: str) -> UserFunction:
     return function
 
 
-class UserCorrector(Corrector):
+class UserCorrector(TowardTarget):
     def __init__(self, spec: str) -> None:
         self.name = spec
 

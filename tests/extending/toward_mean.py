@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse.strategies.correctors import Corrector
+from collapse.strategies.correctors import TowardTarget
 
 
-class TowardMean(Corrector):
+class TowardMean(TowardTarget):
     name = "toward_mean"
 
     def target(self, rows, ids, job):
