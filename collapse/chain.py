@@ -26,12 +26,15 @@ from collapse.metrics.inception import weights_location
 from collapse.run_store import RunStore
 
 
-def open_run(config: ChainConfig, lease: RunLease | None = None) -> tuple[RunStore, int]:
+def open_run(
+    config: ChainConfig, lease: RunLease | None = None, every_size: bool | None = None
+) -> tuple[RunStore, int]:
     """Create the run, or check that the stored one is this config; return the next generation.
 
     The real data is prepared here, in the driver, so a source that cannot be had (offline
     torchvision, a missing folder) is reported before any worker starts. `lease` is taken
-    after every check that needs no writing and before the first write.
+    after every check that needs no writing and before the first write. `every_size`: check
+    every committed artifact's size on resume (`collapse.integrity`; default: local runs).
     """
     store = RunStore.for_config(config.storage, config.name)
     store.storage.check_reachable()
@@ -52,7 +55,7 @@ def open_run(config: ChainConfig, lease: RunLease | None = None) -> tuple[RunSto
         stored_config.vouch(store)
         if extended:  # a raised `generations`: the chain continues from its last commit
             stored_config.extend(store, config.generations)
-        for line in integrity.repair(store):
+        for line in integrity.repair(store, every_size):
             print(f"collapse: {line}", file=sys.stderr)
     else:  # real data left by a first attempt that failed before the run was created
         store.storage.delete_dir(REAL_DIR)
@@ -97,13 +100,14 @@ def run_chain(
     config: ChainConfig,
     on_start: Callable[[RunStore, int], None] = lambda store, start: None,
     on_generation: Callable[[dict[str, Any]], None] = lambda record: None,
+    every_size: bool | None = None,
 ) -> ChainOutcome:
     """Run (or resume) a chain to `config.generations` on the Ray cluster."""
     from collapse.distributed.chain import remote_worker
 
     lease = RunLease(RunStore.for_config(config.storage, config.name).storage)
     try:
-        store, start = open_run(config, lease)
+        store, start = open_run(config, lease, every_size)
         outcome = ChainOutcome(store.uri, start, [])
         if start >= config.generations:
             return outcome

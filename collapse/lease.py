@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from collapse.errors import UserError
+from collapse.run_layout import CONFIG
 from collapse.storage import Storage
 
 LEASE = "lease.json"
@@ -137,7 +138,9 @@ class RunLease:
         try:
             if (self._read() or {}).get("token") == self.token:
                 self.storage.delete(LEASE)
-                if not self.storage.list_dir(""):  # a run that failed before its first write
+                # a run that failed before its first write; a run with its config is not, and
+                # is not listed (on S3 that is a page per 1,000 generations)
+                if not self.storage.exists(CONFIG) and not self.storage.list_dir(""):
                     self.storage.delete_dir("")
         except (UserError, OSError):
             pass

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from collapse.data.mix import SampleCounts
 from collapse.errors import UserError
 from collapse.manifest import CHUNK as MANIFEST_CHUNK
 from collapse.manifest import FORMAT as MANIFEST_FORMAT
@@ -70,9 +72,10 @@ class RunStore:
         self.storage = Storage(run_uri)
         self.uri = self.storage.uri
         self._records: list[dict[str, Any]] | None = None
-        self._encoded: list[str] = []  # each committed record's JSON, encoded once
+        # each committed record's JSON, encoded once; None for a sealed chunk's until needed
+        self._encoded: list[str | None] = []
         self._sealed: list[str] = []  # the head's references to sealed chunks, encoded once
-        self._counts: list[int] = []  # each committed generation's sample_rows
+        self._counts = SampleCounts()  # each committed generation's sample_rows
 
     @classmethod
     def for_config(cls, storage_uri: str, name: str) -> RunStore:
@@ -93,7 +96,7 @@ class RunStore:
         assert self._records is not None
         return self._records
 
-    def sample_counts(self) -> list[int]:
+    def sample_counts(self) -> SampleCounts:
         """How many samples each committed generation stored, kept as generations commit (a
         plan reads it at every generation: it must not be rebuilt from every record)."""
         self.committed()
@@ -101,26 +104,39 @@ class RunStore:
 
     def _load(self) -> None:
         text = self.storage.read_text(MANIFEST)
-        self._records, self._encoded, self._sealed, self._counts = [], [], [], []
+        self._records, self._encoded, self._sealed = [], [], []
+        self._counts = SampleCounts()
         if text is None:
             return
         uri = self.storage.uri_of(MANIFEST)
         head = check_manifest(_parse_json(text, uri), uri)
-        for ref in head.get("sealed", []):
-            chunk = self.storage.read_bytes(ref["path"])
-            chunk_uri = self.storage.uri_of(ref["path"])
-            if hashlib.sha256(chunk).hexdigest() != ref["sha256"]:
-                raise UserError(
-                    f"{chunk_uri} does not match the checksum in {uri}: restore it from a backup"
+        refs = head.get("sealed", [])
+        # a request each, in parallel: 157 sequential GETs are seconds on S3
+        with ThreadPoolExecutor(max_workers=min(16, len(refs) or 1)) as pool:
+            chunks = pool.map(lambda ref: self.storage.read_bytes(ref["path"]), refs)
+            for ref, chunk in zip(refs, chunks, strict=True):
+                chunk_uri = self.storage.uri_of(ref["path"])
+                if hashlib.sha256(chunk).hexdigest() != ref["sha256"]:
+                    raise UserError(
+                        f"{chunk_uri} does not match the checksum in {uri}: "
+                        "restore it from a backup"
+                    )
+                records = chunk_records(
+                    _parse_json(chunk.decode("utf-8"), chunk_uri), ref, chunk_uri, uri
                 )
-            records = chunk_records(
-                _parse_json(chunk.decode("utf-8"), chunk_uri), ref, chunk_uri, uri
-            )
-            self._records.extend(records)
-            self._sealed.append(_encode(ref))
+                self._records.extend(records)
+                self._sealed.append(_encode(ref))
+        self._encoded = [None] * len(self._records)
         self._records.extend(head["generations"])
-        self._encoded = [_encode(r) for r in self._records]
-        self._counts = [r["sample_rows"] for r in self._records]
+        self._encoded.extend(_encode(r) for r in head["generations"])
+        self._counts = SampleCounts(r["sample_rows"] for r in self._records)
+
+    def _encodings(self, start: int, stop: int) -> list[str]:
+        """Records start..stop-1 as JSON, encoding those read from sealed chunks now."""
+        for i in range(start, stop):
+            if self._encoded[i] is None:
+                self._encoded[i] = _encode(self._records[i])
+        return self._encoded[start:stop]  # type: ignore[return-value]
 
     def commit(self, record: dict[str, Any]) -> None:
         """Append one generation's record and publish the manifest: the generation now counts.
@@ -156,13 +172,13 @@ class RunStore:
         sealed = self._sealed[: count // MANIFEST_CHUNK]
         while len(sealed) < count // MANIFEST_CHUNK:
             first = len(sealed) * MANIFEST_CHUNK
-            data = _records_json(self._encoded[first : first + MANIFEST_CHUNK]).encode("utf-8")
+            data = _records_json(self._encodings(first, first + MANIFEST_CHUNK)).encode("utf-8")
             path = f"{MANIFEST_DIR}/generations-{first:06d}.json"
             self.storage.write_bytes(path, data)
             digest = hashlib.sha256(data).hexdigest()
             ref = {"path": path, "sha256": digest, "bytes": len(data), "first": first}
             sealed.append(_encode({**ref, "count": MANIFEST_CHUNK}))
-        tail = self._encoded[len(sealed) * MANIFEST_CHUNK : count]
+        tail = self._encodings(len(sealed) * MANIFEST_CHUNK, count)
         refs = ",\n".join(sealed)
         head = f'{{"format": {MANIFEST_FORMAT}, "sealed": [\n{refs}\n], ' + _records_json(tail)[1:]
         self.storage.write_bytes(MANIFEST, head.encode("utf-8"), atomic=True)

@@ -17,6 +17,7 @@ EXPECTED = {
         "fully_synthetic, first 10%:",
         "accumulate, ratio last / first:",
         "accumulate, resume, S3 (moto):",
+        "accumulate, resume --check-sizes, S3 (moto):",
         "generation 1: wall",
         "fixed in train, generation 1",
         "share of a",

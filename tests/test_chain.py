@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from collapse.chain import config_of_run, open_run, run_chain
+from collapse.cli import main
 from collapse.data.shards import from_parquet, table_to_vectors
 from collapse.engine import ChainEngine, LocalBackend
 from collapse.errors import UserError
@@ -112,11 +113,15 @@ def test_resume_by_uri_uses_the_stored_config(ray_cluster, tmp_path):
     assert run_chain(again).already_complete
 
 
-def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path):
-    config = make_config(str(tmp_path), generations=4, data={"loop": "accumulate"})
-    reference = run_in_process(
-        make_config(str(tmp_path / "ref"), generations=4, data={"loop": "accumulate"})
-    )
+@pytest.mark.parametrize("family", ["gaussian", "kde"])  # a running total; a pile of samples
+def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path, family):
+    def config_in(where):
+        return make_config(
+            str(where), generations=4, data={"loop": "accumulate"}, model={"family": family}
+        )
+
+    config = config_in(tmp_path)
+    reference = run_in_process(config_in(tmp_path / "ref"))
     open_run(config)
     ChainEngine(config, LocalBackend()).run_generation(0)
     ChainEngine(config, LocalBackend()).run_generation(1)
@@ -138,7 +143,7 @@ def test_corrupted_shard_is_detected_on_resume(tmp_path):
         ChainEngine(config, LocalBackend()).run_generation(1)
 
 
-def test_chain_on_s3_through_ray(ray_cluster, s3_bucket):
+def test_chain_on_s3_through_ray(ray_cluster, s3_bucket, capsys):
     config = make_config(
         f"s3://{s3_bucket}/chains", generations=3, model={"family": "gmm", "components": 2}
     )
@@ -153,6 +158,14 @@ def test_chain_on_s3_through_ray(ray_cluster, s3_bucket):
     records = load_records([outcome.uri])
     assert [r["generation"] for r in records] == [0, 1, 2] and records[0]["run"] == "t"
     assert run_chain(config).already_complete
+    # an older artifact lost from the bucket: found when asked for (a listing of the run)
+    lost = store.committed()[1]["samples_png"]["path"]
+    store.storage.delete(lost)
+    assert run_chain(config).already_complete  # not listed by default: nothing reads it
+    capsys.readouterr()
+    assert main(["resume", outcome.uri, "--check-sizes", "--quiet"]) == 0
+    assert "is missing: generation 1 is recomputed" in capsys.readouterr().err
+    assert store.storage.exists(lost)  # generation 1 recomputed, and 2 after it
 
 
 @pytest.mark.subprocess

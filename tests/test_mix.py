@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from collapse.data.mix import expand, plan_mix
@@ -80,3 +81,20 @@ def test_an_accumulate_plan_is_compact_and_plans_the_same_rows_as_one_part_per_g
         ("synthetic", g, n, [[0, n]]) for g, n in enumerate(counts)
     ]
     assert summary(plan) == one_per_generation
+
+
+def test_the_stores_kept_runs_of_sample_counts_plan_what_a_list_plans():
+    """The store keeps runs of equal counts as generations commit, so a plan at generation
+    10,000 does not scan 10,000 counts; at every length it plans what the list does."""
+    from collapse.data.mix import SampleCounts
+
+    rng = np.random.default_rng(0)
+    counts = list(rng.choice([30, 40], size=60, p=[0.8, 0.2]))
+    kept = SampleCounts()
+    for generation, count in enumerate(counts):
+        kept.append(int(count))
+        for stop in (generation, generation + 1):
+            assert plan_mix("accumulate", stop, 50, 0.0, 1000, kept) == plan_mix(
+                "accumulate", stop, 50, 0.0, 1000, counts[:stop]
+            )
+    assert list(kept) == counts and kept[3:5] == counts[3:5]

@@ -149,3 +149,31 @@ def test_a_damaged_sealed_chunk_is_one_line(tmp_path):
     chunk.write_text(chunk.read_text().replace('"generation":5', '"generation":6'))
     with pytest.raises(UserError, match="generations-000000.json does not match the checksum"):
         RunStore(str(tmp_path / "r")).committed()
+
+
+def test_resume_checks_the_latest_checksums_and_elsewhere_sizes_where_they_are_cheap(run_uri):
+    """A local run's every artifact is checked for its size (one walk of the run); an object
+    store's only when asked, since that is a listing of the whole run (a PUT is whole or
+    absent, so there are no short objects to find); the latest generation's are read and
+    checksummed everywhere."""
+    from collapse.integrity import first_broken
+
+    store = RunStore(run_uri)
+    store.storage.check_reachable()
+    records = [record(store, g) for g in range(3)]
+    for r in records:
+        store.commit(r)
+    assert first_broken(store) is None and first_broken(store, every_size=True) is None
+    store.storage.delete(records[0]["samples"][0]["path"])
+    missing = (0, f"{store.storage.uri_of(records[0]['samples'][0]['path'])} is missing")
+    assert first_broken(store, every_size=True) == missing
+    assert first_broken(store) == (missing if store.storage.local else None)
+    latest = records[2]["samples"][0]["path"]
+    store.storage.write_bytes(latest, b"abd")  # same size, other bytes
+    broken = (2, f"{store.storage.uri_of(latest)} does not match its committed checksum")
+    assert first_broken(store, every_size=False) == broken
+    store.storage.delete(latest)
+    assert first_broken(store, every_size=False) == (
+        2,
+        f"{store.storage.uri_of(latest)} is missing",
+    )

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="change a key that does not change what was computed, for this resume only: "
         f"{', '.join(RESUME_SAFE)} (repeatable); e.g. --set sample.workers=4",
     )
+    resume.add_argument(
+        "--check-sizes",
+        action="store_true",
+        help="on object storage too, list the run and check that every committed artifact is "
+        "there at its committed size (local runs always do; S3: a request per 1,000 objects)",
+    )
     _dry_run_argument(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress output")
 

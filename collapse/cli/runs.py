@@ -17,7 +17,7 @@ def start_run(args: argparse.Namespace) -> None:
     _run_chain(load_config(args.config, overrides), args.quiet, args.dry_run)
 
 
-def _run_chain(config, quiet: bool, dry_run: bool = False) -> None:
+def _run_chain(config, quiet: bool, dry_run: bool = False, every_size: bool | None = None) -> None:
     if dry_run:
         from collapse.dry_run import describe
 
@@ -27,7 +27,12 @@ def _run_chain(config, quiet: bool, dry_run: bool = False) -> None:
     from collapse.progress import ChainProgress
 
     progress = ChainProgress(config, quiet=quiet)
-    outcome = run_chain(config, on_start=progress.start, on_generation=progress.generation)
+    outcome = run_chain(
+        config,
+        on_start=progress.start,
+        on_generation=progress.generation,
+        every_size=every_size,
+    )
     progress.finish(outcome.uri, outcome.records, outcome.already_complete)
 
 
@@ -41,7 +46,7 @@ def resume_run(args: argparse.Namespace) -> None:
         overrides.append(f"generations={args.generations}")
     if overrides:
         config = with_overrides(config, overrides, args.run_uri)
-    _run_chain(config, args.quiet, args.dry_run)
+    _run_chain(config, args.quiet, args.dry_run, every_size=args.check_sizes or None)
 
 
 def evaluate_run(args: argparse.Namespace) -> None:

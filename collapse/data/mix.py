@@ -14,9 +14,9 @@ schedule has a value for it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -79,21 +79,51 @@ def _synthetic(generation: int, count: int) -> MixPart:
     return MixPart("synthetic", generation, count, ((0, count),))
 
 
+class SampleCounts(Sequence[int]):
+    """How many samples each generation stored, with its runs of equal counts kept as counts
+    are appended: an accumulate plan is one part per run, and finding the runs anew would
+    scan every generation at every generation."""
+
+    def __init__(self, counts: Iterable[int] = ()):
+        self._counts: list[int] = []
+        self._runs: list[tuple[int, int, int]] = []  # (first, last, count), in order
+        for count in counts:
+            self.append(count)
+
+    def append(self, count: int) -> None:
+        generation = len(self._counts)
+        if self._runs and self._runs[-1][2] == count:
+            self._runs[-1] = (self._runs[-1][0], generation, count)
+        else:
+            self._runs.append((generation, generation, count))
+        self._counts.append(count)
+
+    def runs(self, stop: int) -> list[tuple[int, int, int]]:
+        """The runs of generations 0..stop-1."""
+        return [(a, min(b, stop - 1), n) for a, b, n in self._runs if a < stop]
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        return self._counts[index]
+
+
 def _every_sample(sample_counts: Sequence[int], stop: int) -> list[MixPart]:
     """All samples of generations 0..stop-1: one part per run of equal sample counts (one in
     all for a chain whose generations each store `sample.n` rows)."""
-    if stop and min(sample_counts[:stop]) == max(sample_counts[:stop]):
-        runs = [(0, stop - 1, sample_counts[0])]
-    else:
-        runs = []
-        for g in range(stop):
-            if runs and runs[-1][2] == sample_counts[g]:
-                runs[-1] = (runs[-1][0], g, sample_counts[g])
-            else:
-                runs.append((g, g, sample_counts[g]))
+    counts = (
+        sample_counts if isinstance(sample_counts, SampleCounts) else SampleCounts(sample_counts)
+    )
     return [
         MixPart("synthetic", a, n * (b - a + 1), ((0, n),), b if b > a else None)
-        for a, b, n in runs
+        for a, b, n in counts.runs(stop)
     ]
 
 

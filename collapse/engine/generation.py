@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from collapse.config import ChainConfig
 from collapse.data.mix import MixPart, plan_mix, used_fraction
 from collapse.data.shards import from_parquet, table_to_images
 from collapse.engine.backend import Backend
-from collapse.engine.history import RunHistory
+from collapse.engine.history import ACCUMULATED, RunHistory
 from collapse.engine.training import Fitted, fit_closed_form, train_generation
 from collapse.errors import UserError
 from collapse.evaluation import Evaluator
@@ -54,7 +55,10 @@ class ChainEngine:
             )
         self.strategy = get_strategy(config.strategy.name)
         self.store = RunStore.for_config(config.storage, config.name)
-        self.history = RunHistory(config, self.store)
+        moments_of = None
+        if not self.trained and self.family.fits_by_moments:
+            moments_of = partial(self.family.moments, config=config.model)
+        self.history = RunHistory(config, self.store, moments_of)
         self.space = self.history.space
         self._evaluator = Evaluator(config, self.store, self.space, lambda: self.held_out)
         self._bounds: np.ndarray | None = None  # scatter axes, fixed by the real data
@@ -135,6 +139,9 @@ class ChainEngine:
         )
         record = self._record(generation, plan, samples, shards, model, metrics, measured)
         record["samples_png"] = picture
+        if self.history.accumulates_moments:  # what a resumed chain reads instead of them all
+            total = self.history.accumulated(generation, passed.rows)
+            record[ACCUMULATED] = store.write_artifact(generation, "accumulated.npz", _npz(total))
         if grid:
             record["grid"] = grid
         _note(record, fitted, passed.record, passed.shards, exported)

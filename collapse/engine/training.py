@@ -46,10 +46,12 @@ class Fitted:
 def fit_closed_form(engine: ChainEngine, plan: list[MixPart], generation: int) -> Fitted:
     """A closed-form generation: the family fitted to its rows, in this process, with an
     independent random stream per (seed, generation) that a resumed chain replays exactly."""
-    cfg = engine.config
+    cfg, family = engine.config, engine.family
+    if family.fits_by_moments:
+        return Fitted(family.fit_moments(engine.history.training_moments(plan), cfg.model))
     x = engine.history.training_set(plan)
     rng = np.random.default_rng([cfg.seed, FIT_STREAM, generation])
-    return Fitted(engine.family.fit(x, cfg.model, rng))
+    return Fitted(family.fit(x, cfg.model, rng))
 
 
 def train_generation(engine: ChainEngine, plan: list[MixPart], generation: int) -> Fitted:

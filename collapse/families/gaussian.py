@@ -13,22 +13,21 @@ from __future__ import annotations
 import numpy as np
 
 from collapse.config.models import GaussianModel
-from collapse.families.protocol import ClosedFormFamily, Params
+from collapse.families.moments import Moments
+from collapse.families.protocol import MomentFamily, Params
 
 
-class Gaussian(ClosedFormFamily):
+class Gaussian(MomentFamily):
     name = "gaussian"
 
-    def fit(self, x: np.ndarray, config: GaussianModel, rng: np.random.Generator) -> Params:
+    def moments(self, x: np.ndarray, config: GaussianModel) -> Moments:
+        return Moments.of(x, full=config.covariance == "full")
+
+    def fit_moments(self, moments: Moments, config: GaussianModel) -> Params:
         """Mean and per-dim variance ("diag") or full covariance, dividing by N or N-1."""
-        del rng  # the fit is deterministic given its data
-        x = np.asarray(x, dtype=np.float64)
         ddof = 0 if config.estimator == "mle" else 1
-        mean = x.mean(axis=0)
-        if config.covariance == "diag":
-            return {"mean": mean, "var": x.var(axis=0, ddof=ddof)}
-        centred = x - mean
-        return {"mean": mean, "cov": centred.T @ centred / (len(x) - ddof)}
+        key = "cov" if config.covariance == "full" else "var"
+        return {"mean": moments.mean, key: moments.covariance(ddof)}
 
     def noise_dim(self, params: Params) -> int:
         return int(params["mean"].shape[0])

@@ -3,8 +3,9 @@
 A family is one object (its module's `FAMILY`), registered with its config section in
 `collapse.config.models.FAMILIES`. Every family says how to draw a sample from stored
 parameters; a closed-form family fits them in the chain's process, a trained one trains a net
-on Ray Train and packs its weights. The flags (`trained`, `latent`, `captioned`) say which
-of these a family is, so callers branch on them, never on which methods an object has.
+on Ray Train and packs its weights. The flags (`trained`, `latent`, `captioned`,
+`fits_by_moments`) say which of these a family is, so callers branch on them, never on which
+methods an object has.
 
 - Parameters are named numpy arrays, arrays only: they are stored as `model/params.npz` and
   loaded without pickle, so any process (a Ray Data sampling actor on another node included)
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import torch
 
     from collapse.data.space import DataSpace
+    from collapse.families.moments import Moments
     from collapse.training.loop import Objective
 
 Params = dict[str, np.ndarray]
@@ -71,11 +73,32 @@ class ClosedFormFamily(Family, Protocol):
     trained: Literal[False] = False
     latent: Literal[False] = False
     captioned: bool = False
+    fits_by_moments: bool = False  # a MomentFamily
 
     @abstractmethod
     def fit(self, x: np.ndarray, config: Any, rng: np.random.Generator) -> Params:
         """Parameters fitted to training rows `x` (float32, (N, d)) under the family's
         `model:` section; any randomness from `rng`."""
+
+
+class MomentFamily(ClosedFormFamily, Protocol):
+    """A closed-form family whose fit reads its rows only through mergeable moments
+    (`collapse.families.moments`): an accumulate chain merges each generation's samples into a
+    running total once, instead of refitting every sample so far at every generation."""
+
+    fits_by_moments: Literal[True] = True
+
+    @abstractmethod
+    def moments(self, x: np.ndarray, config: Any) -> Moments:
+        """The moments of training rows `x` that the fit needs."""
+
+    @abstractmethod
+    def fit_moments(self, moments: Moments, config: Any) -> Params:
+        """Parameters fitted to rows with these moments."""
+
+    def fit(self, x: np.ndarray, config: Any, rng: np.random.Generator) -> Params:
+        del rng  # a fit from moments is deterministic given its data
+        return self.fit_moments(self.moments(x, config), config)
 
 
 class TrainedFamily(Family, Protocol):
