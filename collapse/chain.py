@@ -38,7 +38,7 @@ def open_run(
     """
     store = RunStore.for_config(config.storage, config.name)
     store.storage.check_reachable()
-    committed = store.committed()  # the manifest is checked before anything acts on it
+    committed = store.count()  # the manifest's head is checked before anything acts on it
     stored = stored_config.read(store)
     if stored is None and committed:
         raise UserError(f"{store.uri}: manifest.json exists without config.yaml; refusing to guess")
@@ -65,7 +65,7 @@ def open_run(
         _check_inception_weights(config, features.resolve("auto", space))
     if stored is None:
         stored_config.write(store, config)
-    return store, len(store.committed())
+    return store, store.count()
 
 
 def _check_inception_weights(config: ChainConfig, extractor: str) -> None:

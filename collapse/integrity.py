@@ -89,18 +89,19 @@ def first_broken(store: RunStore, every_size: bool | None = None) -> tuple[int, 
     """(generation, what is wrong) for the first committed generation with a broken artifact:
     the latest generation's (what the next one reads) must match their checksums and, with
     `every_size` (default: on a local disk), every other must be there at its committed size."""
-    committed = store.committed()
-    if not committed:
+    count = store.count()
+    if not count:
         return None
     if every_size is None:
         every_size = store.storage.local
-    sizes = _sizes(store) if every_size and len(committed) > 1 else {}
-    for record in committed[:-1] if every_size else []:
-        for artifact in artifacts({k: v for k, v in record.items() if k != "mix"}):
-            problem = _missing_or_short(store, artifact, sizes)
-            if problem is not None:
-                return record["generation"], problem
-    latest = committed[-1]
+    if every_size and count > 1:  # every record: each sealed chunk is read
+        sizes = _sizes(store)
+        for record in store.committed()[:-1]:
+            for artifact in artifacts({k: v for k, v in record.items() if k != "mix"}):
+                problem = _missing_or_short(store, artifact, sizes)
+                if problem is not None:
+                    return record["generation"], problem
+    latest = store.record(count - 1)
     for artifact in artifacts({k: v for k, v in latest.items() if k != "mix"}):
         problem = _not_as_committed(store, artifact)
         if problem is not None:
@@ -136,13 +137,13 @@ def repair(store: RunStore, every_size: bool | None = None) -> list[str]:
     found = first_broken(store, every_size)
     if found is not None:
         generation, problem = found
-        later = len(store.committed()) - generation
+        later = store.count() - generation
         store.truncate(generation)
         said.append(
             f"{problem}: generation {generation} is recomputed"
             + (f" (with the {later - 1} after it)" if later > 1 else "")
         )
-    in_flight = len(store.committed())
+    in_flight = store.count()
     problem = broken_checkpoint(store, in_flight)
     if problem is not None:
         store.storage.delete_dir(f"{generation_dir(in_flight)}/{TRAIN_DIR}")

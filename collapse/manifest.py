@@ -3,10 +3,11 @@
 The manifest is the run's only record of what was committed, and people and tools do edit it
 (a record deleted to "redo" a generation, a backup restored over it, a script that wrote
 `"generation": "5"`). Acting on a manifest that lies deletes or recomputes the wrong files, so
-it is checked in full when read: its shape, each record's required fields and their types,
-every artifact it names, and that the records are generations 0, 1, 2, ... in order, each
-once. A manifest that fails is refused with one line naming the file, the record and what to
-do; nothing is deleted.
+each part is checked in full when read (the head at once, a sealed chunk when a record in it
+is first needed): its shape, each record's required fields and their types, every artifact
+it names, and that the records are generations 0, 1, 2, ... in order, each once. A manifest
+that fails is refused with one line naming the file, the record and what to do; nothing is
+deleted.
 """
 
 from __future__ import annotations
@@ -109,12 +110,38 @@ def _check_chunk_ref(ref: Any, index: int, first: int) -> None:
         )
 
 
+def _check_count_runs(runs: Any, generations: int) -> None:
+    """The sealed generations' sample counts: [first, last, count] runs covering them in order."""
+    expected = 0
+    for run in runs if isinstance(runs, list) else [None]:
+        if (
+            not isinstance(run, list)
+            or len(run) != 3
+            or not all(_is_int(v) for v in run)
+            or run[0] != expected
+            or run[1] < run[0]
+            or run[2] < 0
+        ):
+            raise ValueError(
+                f"'sample_counts' must be [first, last, count] runs of generations 0.."
+                f"{generations - 1} in order, got {run!r} where generation {expected} starts"
+            )
+        expected = run[1] + 1
+    if expected != generations:
+        raise ValueError(
+            f"'sample_counts' covers generations 0..{expected - 1}, the sealed chunks "
+            f"0..{generations - 1}"
+        )
+
+
 def check_manifest(document: Any, uri: str) -> dict[str, Any]:
     """The manifest head `document` (parsed JSON) if it is sound; else one line for the user.
 
     Format 1 holds every record inline. Format 2 (a chain of any length commits in constant
     time) holds `sealed`, the checksummed files of full chunks of CHUNK records, and inline
-    only the records after them. The sealed files are checked when they are read."""
+    only the records after them; `sample_counts` (heads written since) has the sealed
+    generations' sample counts as runs, so planning needs no chunk. The sealed files are
+    checked when they are read."""
     try:
         if not isinstance(document, dict):
             raise ValueError(f"it is a JSON {type(document).__name__}, not an object")
@@ -125,6 +152,8 @@ def check_manifest(document: Any, uri: str) -> dict[str, Any]:
             raise ValueError("'sealed' must be a list of chunk files")
         for index, ref in enumerate(sealed):
             _check_chunk_ref(ref, index, index * CHUNK)
+        if "sample_counts" in document:
+            _check_count_runs(document["sample_counts"], len(sealed) * CHUNK)
         check_records(document.get("generations"), len(sealed) * CHUNK)
     except ValueError as err:
         raise UserError(f"{uri} is not a valid manifest: {err}; {_fix(uri)}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -71,11 +72,14 @@ class RunStore:
     def __init__(self, run_uri: str):
         self.storage = Storage(run_uri)
         self.uri = self.storage.uri
-        self._records: list[dict[str, Any]] | None = None
+        # every committed record, in order; None for a sealed chunk's not read yet
+        self._records: list[dict[str, Any] | None] = []
+        self._refs: list[dict[str, Any]] | None = None  # the head's sealed chunks; None: unread
         # each committed record's JSON, encoded once; None for a sealed chunk's until needed
         self._encoded: list[str | None] = []
         self._sealed: list[str] = []  # the head's references to sealed chunks, encoded once
         self._counts = SampleCounts()  # each committed generation's sample_rows
+        self._unread: set[int] = set()  # sealed chunks whose records are not read yet
 
     @classmethod
     def for_config(cls, storage_uri: str, name: str) -> RunStore:
@@ -90,52 +94,110 @@ class RunStore:
 
     # manifest -------------------------------------------------------------------------------
     def committed(self, refresh: bool = False) -> list[dict[str, Any]]:
-        """Every committed generation's record, in order (read once, then kept up to date)."""
-        if self._records is None or refresh:
-            self._load()
-        assert self._records is not None
-        return self._records
+        """Every committed generation's record, in order (read once, then kept up to date):
+        every sealed chunk is read. What a chain needs at a resume (`count`, `record`,
+        `sample_counts`) reads only the head and the chunks it asks for."""
+        self._ensure(refresh)
+        self._read_chunks(sorted(self._unread))
+        return self._records  # type: ignore[return-value]
+
+    def count(self) -> int:
+        """How many generations are committed."""
+        self._ensure()
+        return len(self._records)
+
+    def record(self, generation: int) -> dict[str, Any]:
+        """One committed generation's record (its chunk read on first use)."""
+        self._ensure()
+        if self._records[generation] is None:
+            self._read_chunks([generation // MANIFEST_CHUNK])
+        return self._records[generation]  # type: ignore[return-value]
 
     def sample_counts(self) -> SampleCounts:
         """How many samples each committed generation stored, kept as generations commit (a
         plan reads it at every generation: it must not be rebuilt from every record)."""
-        self.committed()
+        self._ensure()
         return self._counts
 
+    def _ensure(self, refresh: bool = False) -> None:
+        if self._refs is None or refresh:
+            self._load()
+
     def _load(self) -> None:
+        try:
+            self._read_head()
+        except BaseException:
+            self._refs = None  # read again next time, not half-read
+            raise
+
+    def _read_head(self) -> None:
         text = self.storage.read_text(MANIFEST)
-        self._records, self._encoded, self._sealed = [], [], []
-        self._counts = SampleCounts()
+        self._records, self._encoded, self._sealed, self._refs = [], [], [], []
+        self._counts, self._unread = SampleCounts(), set()
         if text is None:
             return
         uri = self.storage.uri_of(MANIFEST)
         head = check_manifest(_parse_json(text, uri), uri)
-        refs = head.get("sealed", [])
-        # a request each, in parallel: 157 sequential GETs are seconds on S3
-        with ThreadPoolExecutor(max_workers=min(16, len(refs) or 1)) as pool:
-            chunks = pool.map(lambda ref: self.storage.read_bytes(ref["path"]), refs)
-            for ref, chunk in zip(refs, chunks, strict=True):
-                chunk_uri = self.storage.uri_of(ref["path"])
+        self._refs = head.get("sealed", [])
+        self._sealed = [_encode(ref) for ref in self._refs]
+        self._unread = set(range(len(self._refs)))
+        sealed = len(self._refs) * MANIFEST_CHUNK
+        self._records = [None] * sealed + head["generations"]
+        self._encoded = [None] * sealed + [_encode(r) for r in head["generations"]]
+        if "sample_counts" in head:  # the sealed generations' counts, as runs
+            runs = head["sample_counts"]
+            self._counts = SampleCounts(n for a, b, n in runs for _ in range(a, b + 1))
+        else:  # a head written before it kept them: every chunk is read for its counts
+            self._read_chunks(range(len(self._refs)))
+            self._counts = SampleCounts(r["sample_rows"] for r in self._records[:sealed])
+        for record in head["generations"]:
+            self._counts.append(record["sample_rows"])
+
+    def _read_chunks(self, chunks: Iterable[int]) -> None:
+        """Read sealed chunks (in parallel: a request each on S3), each checked against the
+        head's checksum, and their records against the head's sample counts."""
+        assert self._refs is not None
+        refs = [self._refs[c] for c in chunks]
+        if not refs:
+            return
+        manifest_uri = self.storage.uri_of(MANIFEST)
+        with ThreadPoolExecutor(max_workers=min(16, len(refs))) as pool:
+            data = pool.map(self._read_chunk, refs)
+            for ref, chunk in zip(refs, data, strict=True):
+                uri = self.storage.uri_of(ref["path"])
+                if chunk is None:
+                    raise UserError(
+                        f"{uri} is missing ({manifest_uri} names it): restore it from a backup"
+                    )
                 if hashlib.sha256(chunk).hexdigest() != ref["sha256"]:
                     raise UserError(
-                        f"{chunk_uri} does not match the checksum in {uri}: "
+                        f"{uri} does not match the checksum in {manifest_uri}: "
                         "restore it from a backup"
                     )
                 records = chunk_records(
-                    _parse_json(chunk.decode("utf-8"), chunk_uri), ref, chunk_uri, uri
+                    _parse_json(chunk.decode("utf-8"), uri), ref, uri, manifest_uri
                 )
-                self._records.extend(records)
-                self._sealed.append(_encode(ref))
-        self._encoded = [None] * len(self._records)
-        self._records.extend(head["generations"])
-        self._encoded.extend(_encode(r) for r in head["generations"])
-        self._counts = SampleCounts(r["sample_rows"] for r in self._records)
+                first = ref["first"]
+                counts = self._counts[first : first + len(records)] if self._counts else None
+                if counts is not None and counts != [r["sample_rows"] for r in records]:
+                    raise UserError(
+                        f"{uri} does not match the sample counts in {manifest_uri}: "
+                        "restore them from a backup"
+                    )
+                self._records[first : first + len(records)] = records
+                self._unread.discard(first // MANIFEST_CHUNK)
+
+    def _read_chunk(self, ref: dict[str, Any]) -> bytes | None:
+        try:
+            return self.storage.read_bytes(ref["path"])
+        except FileNotFoundError:
+            return None
 
     def _encodings(self, start: int, stop: int) -> list[str]:
         """Records start..stop-1 as JSON, encoding those read from sealed chunks now."""
         for i in range(start, stop):
             if self._encoded[i] is None:
-                self._encoded[i] = _encode(self._records[i])
+                self._encoded[i] = _encode(self.record(i))
         return self._encoded[start:stop]  # type: ignore[return-value]
 
     def commit(self, record: dict[str, Any]) -> None:
@@ -146,30 +208,31 @@ class RunStore:
         written once, before the head that names it. So a commit writes at most one chunk and
         the head, however long the chain (on S3, which cannot append, as on a local disk).
         """
-        generations = self.committed()
-        if record["generation"] != len(generations):
+        count = self.count()
+        if record["generation"] != count:
             raise RuntimeError(
-                f"commit of generation {record['generation']}, "
-                f"but the manifest expects {len(generations)}"
+                f"commit of generation {record['generation']}, but the manifest expects {count}"
             )
         try:
-            check_record(record, len(generations))
+            check_record(record, count)
         except ValueError as err:
             raise RuntimeError(f"refusing to commit an invalid manifest record: {err}") from None
         self._encoded.append(_encode(record))
+        self._counts.append(record["sample_rows"])
         try:
             self._publish(len(self._encoded))
         except BaseException:
             self._encoded.pop()
+            self._counts.pop()
             raise
-        generations.append(record)
-        self._counts.append(record["sample_rows"])
+        self._records.append(record)
 
     def _publish(self, count: int) -> None:
         """Make the first `count` encoded records the committed ones: seal the full chunks not
         sealed yet (a record never changes once committed, so a sealed chunk stays valid for
         as long as all its generations stay), then replace the head."""
         sealed = self._sealed[: count // MANIFEST_CHUNK]
+        refs = (self._refs or [])[: count // MANIFEST_CHUNK]
         while len(sealed) < count // MANIFEST_CHUNK:
             first = len(sealed) * MANIFEST_CHUNK
             data = _records_json(self._encodings(first, first + MANIFEST_CHUNK)).encode("utf-8")
@@ -177,12 +240,18 @@ class RunStore:
             self.storage.write_bytes(path, data)
             digest = hashlib.sha256(data).hexdigest()
             ref = {"path": path, "sha256": digest, "bytes": len(data), "first": first}
-            sealed.append(_encode({**ref, "count": MANIFEST_CHUNK}))
+            ref["count"] = MANIFEST_CHUNK
+            sealed.append(_encode(ref))
+            refs.append(ref)
         tail = self._encodings(len(sealed) * MANIFEST_CHUNK, count)
-        refs = ",\n".join(sealed)
-        head = f'{{"format": {MANIFEST_FORMAT}, "sealed": [\n{refs}\n], ' + _records_json(tail)[1:]
+        runs = json.dumps(self._counts.runs(len(sealed) * MANIFEST_CHUNK), separators=(",", ":"))
+        chunks = ",\n".join(sealed)
+        head = (
+            f'{{"format": {MANIFEST_FORMAT}, "sealed": [\n{chunks}\n],\n'
+            f'"sample_counts": {runs}, ' + _records_json(tail)[1:]
+        )
         self.storage.write_bytes(MANIFEST, head.encode("utf-8"), atomic=True)
-        self._sealed = sealed
+        self._sealed, self._refs = sealed, refs
 
     def truncate(self, generations: int) -> None:
         """Keep only the first `generations` committed generations; the files of the later ones

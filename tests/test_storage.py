@@ -1,4 +1,5 @@
 import json
+import re
 
 import boto3
 import numpy as np
@@ -177,3 +178,50 @@ def test_resume_checks_the_latest_checksums_and_elsewhere_sizes_where_they_are_c
         2,
         f"{store.storage.uri_of(latest)} is missing",
     )
+
+
+def test_a_resume_reads_the_head_and_only_the_chunks_it_asks_for(tmp_path):
+    """count, sample_counts and the latest record come from the head; an earlier record reads
+    its own chunk; only `committed()` (reports, --check-sizes) reads them all."""
+    store = RunStore(str(tmp_path / "r"))
+    for g in range(150):
+        store.commit(record(store, g, sample_rows=1 + (g >= 100)))
+    (tmp_path / "r" / "manifest" / "generations-000064.json").unlink()
+    again = RunStore(str(tmp_path / "r"))
+    assert again.count() == 150 and again.record(149)["generation"] == 149
+    assert list(again.sample_counts()) == [1] * 100 + [2] * 50
+    assert again.record(10)["generation"] == 10  # chunk 0, which is there
+    with pytest.raises(UserError, match="generations-000064.json is missing .*manifest.json"):
+        again.committed()
+    assert again.count() == 150  # the store is still usable after the refusal
+
+
+def test_a_head_without_sample_counts_reads_them_from_its_chunks(tmp_path):
+    store = RunStore(str(tmp_path / "r"))
+    for g in range(70):
+        store.commit(record(store, g, sample_rows=g % 2))
+    head = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert head["sample_counts"] == [[g, g, g % 2] for g in range(64)]
+    del head["sample_counts"]  # as the first format-2 heads were written
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(head))
+    assert list(RunStore(str(tmp_path / "r")).sample_counts()) == [g % 2 for g in range(70)]
+
+
+@pytest.mark.parametrize(
+    "counts, says",
+    [
+        ([[0, 62, 1]], "covers generations 0..62, the sealed chunks 0..63"),
+        ([[0, 10, 1], [12, 63, 1]], "got [12, 63, 1] where generation 11 starts"),
+        ("x", "got None where generation 0 starts"),
+        ([[0, 63, 2]], "generations-000000.json does not match the sample counts"),
+    ],
+)
+def test_a_head_whose_sample_counts_lie_is_one_line(tmp_path, counts, says):
+    store = RunStore(str(tmp_path / "r"))
+    for g in range(64):
+        store.commit(record(store, g))
+    head = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    head["sample_counts"] = counts
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(head))
+    with pytest.raises(UserError, match=re.escape(says)):
+        RunStore(str(tmp_path / "r")).committed()

@@ -98,6 +98,13 @@ class SampleCounts(Sequence[int]):
             self._runs.append((generation, generation, count))
         self._counts.append(count)
 
+    def pop(self) -> int:
+        """Take the last count off (a commit that failed)."""
+        first, last, count = self._runs.pop()
+        if first < last:
+            self._runs.append((first, last - 1, count))
+        return self._counts.pop()
+
     def runs(self, stop: int) -> list[tuple[int, int, int]]:
         """The runs of generations 0..stop-1."""
         return [(a, min(b, stop - 1), n) for a, b, n in self._runs if a < stop]

@@ -167,7 +167,7 @@ def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str])
         config = trial_config(sweep, params, trial_name(index, params))
     store, start = open_run(config)
     if start >= config.generations:  # finished before the driver died: say so once more
-        tune.report(_result(store.committed()[-1]))
+        tune.report(_result(store.record(store.count() - 1)))
         return
     placement = {"num_cpus": 0, "num_gpus": sweep.resources.gpus, "scheduling_strategy": "DEFAULT"}
     with remote_worker(config, **placement) as worker:

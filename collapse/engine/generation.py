@@ -94,9 +94,9 @@ class ChainEngine:
 
     def run_generation(self, generation: int) -> dict[str, Any]:
         cfg, store = self.config, self.store
-        committed = store.committed()
-        if len(committed) != generation:
-            raise RuntimeError(f"generation {generation} requested, {len(committed)} committed")
+        committed = store.count()
+        if committed != generation:
+            raise RuntimeError(f"generation {generation} requested, {committed} committed")
         store.clear_generation(generation)
         plan = plan_mix(
             cfg.data.loop,

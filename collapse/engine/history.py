@@ -67,7 +67,7 @@ class RunHistory:
         return self._held_out
 
     def params_of(self, generation: int) -> dict[str, np.ndarray]:
-        data = self.store.read_artifact(self.store.committed()[generation]["model"][0])
+        data = self.store.read_artifact(self.store.record(generation)["model"][0])
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
 
@@ -123,10 +123,9 @@ class RunHistory:
         if self._merged_through >= last:
             return
         assert self._moments_of is not None
-        committed = self.store.committed()
         for generation in range(last, self._merged_through, -1):
-            if ACCUMULATED in committed[generation]:
-                data = self.store.read_artifact(committed[generation][ACCUMULATED])
+            if ACCUMULATED in self.store.record(generation):
+                data = self.store.read_artifact(self.store.record(generation)[ACCUMULATED])
                 with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                     self._merged = Moments(int(npz["count"]), npz["mean"], npz["m2"])
                 self._merged_through = generation
@@ -143,8 +142,7 @@ class RunHistory:
     def _samples_from(self, first: int, last: int) -> Iterator[np.ndarray]:
         """The stored samples of generations first..last, in order, read a few at a time in
         parallel: a resumed accumulate chain reads every generation's, a request each on S3."""
-        committed = self.store.committed()
-        shards = [training_samples(committed[g]) for g in range(first, last + 1)]
+        shards = [training_samples(self.store.record(g)) for g in range(first, last + 1)]
         if len(shards) <= 1:
             yield from map(self.read_samples, shards)
             return
@@ -160,7 +158,7 @@ class RunHistory:
             return self._pile.span(generation, generation)
         if generation not in self._samples:
             self._samples[generation] = self.read_samples(
-                training_samples(self.store.committed()[generation])
+                training_samples(self.store.record(generation))
             )
         return self._samples[generation]
 

@@ -60,9 +60,8 @@ def train_generation(engine: ChainEngine, plan: list[MixPart], generation: int) 
     trainer = engine.backend.trainer
     assert trainer is not None, "the engine refuses a trained family without a trainer"
     plan = expand(plan)  # trained chains read shards per generation
-    committed = store.committed()
     samples = {
-        p.generation: (store.storage, training_samples(committed[p.generation]))
+        p.generation: (store.storage, training_samples(store.record(p.generation)))
         for p in plan
         if p.source == "synthetic"
     }

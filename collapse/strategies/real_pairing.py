@@ -99,7 +99,7 @@ class RealPairing(Strategy):
         assert previous is not None, "real pairs are made by the previous generation's model"
         strategy = context.config.strategy
         ranges = [list(r) for part in inputs.plan if part.source == "real" for r in part.rows]
-        before = context.store.committed()[generation - 1].get("real_pairs")
+        before = context.store.record(generation - 1).get("real_pairs")
         if (
             before is not None
             and before["rows"] == ranges
