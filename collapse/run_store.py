@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from collapse.data.mix import SampleCounts
+from collapse.data.sample_counts import SampleCounts
 from collapse.errors import UserError
 from collapse.manifest import CHUNK as MANIFEST_CHUNK
 from collapse.manifest import FORMAT as MANIFEST_FORMAT

@@ -14,13 +14,14 @@ schedule has a value for it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from collapse.config import LOOPS, real_count
+from collapse.data.sample_counts import SampleCounts
 
 Schedule = float | list[float] | dict[str, list[float]]
 MIXING_LOOPS = ("synthetic_augmentation", "fresh_data")  # the loops that read real_fraction
@@ -77,49 +78,6 @@ def _real(rows: tuple[tuple[int, int], ...]) -> MixPart:
 
 def _synthetic(generation: int, count: int) -> MixPart:
     return MixPart("synthetic", generation, count, ((0, count),))
-
-
-class SampleCounts(Sequence[int]):
-    """How many samples each generation stored, with its runs of equal counts kept as counts
-    are appended: an accumulate plan is one part per run, and finding the runs anew would
-    scan every generation at every generation."""
-
-    def __init__(self, counts: Iterable[int] = ()):
-        self._counts: list[int] = []
-        self._runs: list[tuple[int, int, int]] = []  # (first, last, count), in order
-        for count in counts:
-            self.append(count)
-
-    def append(self, count: int) -> None:
-        generation = len(self._counts)
-        if self._runs and self._runs[-1][2] == count:
-            self._runs[-1] = (self._runs[-1][0], generation, count)
-        else:
-            self._runs.append((generation, generation, count))
-        self._counts.append(count)
-
-    def pop(self) -> int:
-        """Take the last count off (a commit that failed)."""
-        first, last, count = self._runs.pop()
-        if first < last:
-            self._runs.append((first, last - 1, count))
-        return self._counts.pop()
-
-    def runs(self, stop: int) -> list[tuple[int, int, int]]:
-        """The runs of generations 0..stop-1."""
-        return [(a, min(b, stop - 1), n) for a, b, n in self._runs if a < stop]
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[int]: ...
-
-    def __getitem__(self, index: int | slice) -> int | list[int]:
-        return self._counts[index]
 
 
 def _every_sample(sample_counts: Sequence[int], stop: int) -> list[MixPart]:
