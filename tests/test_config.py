@@ -199,6 +199,8 @@ def test_bad_overrides_are_user_errors():
         (["run", "configs/quickstart.yaml", "--storage", "ftp://host/x"], "unsupported scheme"),
         (["launch"], "invalid choice"),
         (["resume", "/nonexistent/run"], "no run here"),
+        ([], "collapse: error: the following arguments are required: command"),  # said once
+        (["resume"], "collapse: error: resume: the following arguments are required: run_uri"),
     ],
 )
 def test_cli_user_errors_exit_2_with_one_line(argv, needle, capsys):

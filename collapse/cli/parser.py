@@ -13,7 +13,8 @@ from collapse.errors import UserError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + error
-        raise UserError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("collapse").strip()  # main() says "collapse: error:"
+        raise UserError(f"{command}: {message}" if command else message)
 
 
 def build_parser() -> argparse.ArgumentParser:
