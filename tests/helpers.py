@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -59,3 +60,16 @@ def to_real_mean(x, *, real, rng):
 def blow_up(x, *, real, rng):
     """A user corrector for the tests: rows beyond float32's square, so training diverges."""
     return np.asarray(x, dtype=np.float32) * np.float32(1e30)
+
+
+_RAY_WORKER_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\(([\w.:-]+ )?pid=\d+[^)]*\)")
+
+
+def own_stderr(capsys) -> str:
+    """What the test's own code wrote to stderr: without the lines Ray forwards from worker
+    processes. The whole suite is one Ray job, so a log line of an earlier test's worker (Ray
+    Train's PlacementGroupCleaner warns every second it cannot reach the State API on a
+    cluster without the dashboard) can arrive during a later test; a `collapse` command is a
+    job of its own and gets only its own workers' lines."""
+    err = capsys.readouterr().err
+    return "".join(line for line in err.splitlines(True) if not _RAY_WORKER_LINE.match(line))

@@ -35,7 +35,7 @@ from collapse.progress import ChainProgress
 from collapse.run_store import RunStore
 from collapse.storage import Storage
 from collapse.strategies.self_correct import correct_rows
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 COLLAPSE = str(Path(sys.executable).parent / "collapse")
 IMAGE_SHAPE = (2, 3, 1)
@@ -371,7 +371,7 @@ def test_a_folder_with_a_bomb_exits_2_in_one_line_and_writes_no_run(tmp_path, ca
         "model: {family: gaussian}\neval: {features: raw, metrics: [w2, var]}\n"
     )
     code = main(["run", str(config), "--storage", str(tmp_path / "runs"), "--quiet"])
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert code == 2 and err.count("\n") == 1 and "03.png: over 89478485 pixels" in err, err
     assert not (tmp_path / "runs").exists()
 

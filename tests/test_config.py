@@ -12,6 +12,7 @@ from collapse.config import (
     validate,
 )
 from collapse.errors import UserError
+from tests.helpers import own_stderr
 
 REPO_CONFIGS = [
     "quickstart",
@@ -205,7 +206,7 @@ def test_bad_overrides_are_user_errors():
 )
 def test_cli_user_errors_exit_2_with_one_line(argv, needle, capsys):
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and err.startswith("collapse: error:")
     assert needle in err
     assert "Traceback" not in err
@@ -230,7 +231,7 @@ def test_a_net_key_typo_exits_2_in_one_line_before_anything_runs(tmp_path, capsy
     storage = tmp_path / "runs"
     argv = ["run", "configs/rf_mog8_reflow.yaml", "--storage", str(storage)]
     assert main([*argv, "--set", "model.net.hiddn=3"]) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and err.startswith("collapse: error: config error: model.net.hiddn")
     assert "unknown key" in err and not storage.exists()
 

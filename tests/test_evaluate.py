@@ -13,7 +13,7 @@ from collapse import evaluate
 from collapse.chain import config_of_run
 from collapse.cli import main
 from collapse.run_store import RunStore
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_ray_tasks_measure_what_this_process_does(ray_cluster, finished, capsys)
 def test_bad_requests_are_one_line_and_write_nothing(finished, capsys, args, needle):
     before = files(finished, 0)
     assert main(["evaluate", finished, *args]) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
     assert files(finished, 0) == before
     assert not RunStore(finished).storage.exists(evaluate.FOLDER)

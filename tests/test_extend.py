@@ -15,7 +15,7 @@ from collapse.config import resume_safe
 from collapse.errors import UserError
 from collapse.run_store import RunStore
 from collapse.sweep import load_sweep, open_sweep, trial_config, trial_name
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 
 def metrics_of(uri: str) -> list[dict[str, float]]:
@@ -116,7 +116,7 @@ def test_resume_generations_and_set_from_the_cli(ray_cluster, tmp_path, capsys):
     assert stored_config.read(RunStore(uri)).eval.metrics == ["w2", "mean_err", "var"]
     capsys.readouterr()
     assert main(["resume", uri, "--set", "data.n_train=50"]) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and "resume --set data.n_train" in err
     assert main(["resume", uri, "--generations", "2"]) == 2
     assert "a lower count (2) is refused" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from collapse.integrity import artifacts as integrity_artifacts
 from collapse.lease import LEASE, RunLease
 from collapse.run_store import RunStore
 from collapse.storage import Storage
-from tests.helpers import make_config
+from tests.helpers import make_config, own_stderr
 
 COLLAPSE = str(Path(sys.executable).parent / "collapse")
 
@@ -116,7 +116,7 @@ def test_two_drivers_on_one_run_and_two_runs_in_one_prefix(cli_env, tmp_path, ca
     os.environ["RAY_ADDRESS"] = cli_env["RAY_ADDRESS"]
     try:
         code = main(["run", str(config), "--storage", str(runs), "--quiet"])
-        err = capsys.readouterr().err
+        err = own_stderr(capsys)
         assert code == 2 and "in use by" in err and err.count("\n") == 1, err
         beside = slow_chain(tmp_path, "beside")
         assert (
@@ -249,7 +249,7 @@ def test_any_yaml_file_is_a_config_or_one_clear_line(tmp_path_factory, document)
 def test_bad_overrides_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, override):
     runs = tmp_path / "runs"
     code = main(["run", "configs/quickstart.yaml", "--storage", str(runs), "--set", override])
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert code == 2 and err.startswith("collapse: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert not runs.exists()

@@ -18,7 +18,7 @@ from collapse.families.gaussian import FAMILY as gaussian
 from collapse.metrics.inception import WEIGHTS_ENV
 from collapse.run_store import RunStore
 from collapse.sampling import sample_grid
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 
 def digits_config(storage, name="digits", **eval_keys):
@@ -100,7 +100,7 @@ def test_missing_inception_weights_exit_2_before_any_work(tmp_path, monkeypatch,
         f"eval: {{features: inception, inception_weights: {tmp_path / 'missing.pt'}}}\n"
     )
     code = main(["run", str(config), "--storage", str(tmp_path / "runs")])
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert code == 2 and err.count("\n") == 1
     assert "inception-2015-12-05.pt" in err and "missing.pt" in err
     assert not (tmp_path / "runs" / "fid").exists()

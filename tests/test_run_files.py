@@ -25,7 +25,7 @@ from collapse.errors import UserError
 from collapse.lease import LEASE, RunLease
 from collapse.run_store import RunStore
 from collapse.storage import Storage
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 
 def files_of(run: Path) -> dict[str, bytes]:
@@ -33,7 +33,7 @@ def files_of(run: Path) -> dict[str, bytes]:
 
 
 def one_line_error(capsys, code: int) -> str:
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert code == 2 and err.startswith("collapse: error: ") and err.count("\n") == 1, err
     return err
 

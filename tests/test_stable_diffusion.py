@@ -25,7 +25,7 @@ from collapse.latents import captions_of
 from collapse.run_store import RunStore
 from collapse.sampling import draw
 from tests.conftest import free_port
-from tests.helpers import make_config
+from tests.helpers import make_config, own_stderr
 from tests.tiny_sd import build_pipeline, captioned_digits
 
 COLLAPSE = str(Path(sys.executable).parent / "collapse")
@@ -208,7 +208,7 @@ def test_bad_stable_diffusion_settings_exit_2(
     )
     args = ["run", str(config), "--storage", str(tmp_path / "runs"), "--set", override]
     assert main(args) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs" / "sd").exists()
 

@@ -11,7 +11,7 @@ from collapse.config import validate
 from collapse.config.strategy import FLAT_DEFAULTS
 from collapse.errors import UserError
 from collapse.strategies import get_strategy, names
-from tests.helpers import make_config, run_in_process
+from tests.helpers import make_config, own_stderr, run_in_process
 
 FLOW = {"family": "rectified_flow"}
 MIXING = {"real": "toy:gaussian", "loop": "synthetic_augmentation", "real_fraction": 0.5}
@@ -69,7 +69,7 @@ def test_real_pairing_refuses_a_schedule_that_leaves_a_generation_without_real_r
     }
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--storage", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and f"gives generation {first} none" in err
     assert f"strategy.name: {name} pairs real rows" in err
     assert not (tmp_path / "quickstart").exists()  # nothing written

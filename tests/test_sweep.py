@@ -16,6 +16,7 @@ from collapse.cli import main
 from collapse.errors import UserError
 from collapse.run_store import RunStore
 from collapse.sweep import check_sweep, load_sweep, open_sweep, trial_config, trial_name
+from tests.helpers import own_stderr
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {
@@ -53,7 +54,7 @@ def sweep_file(tmp_path, **keys) -> Path:
 def test_bad_search_spaces_exit_2_with_one_line(tmp_path, capsys, space, needles):
     path = sweep_file(tmp_path, space=space)
     assert main(["sweep", str(path)]) == 2
-    err = capsys.readouterr().err
+    err = own_stderr(capsys)
     assert err.count("\n") == 1 and "Traceback" not in err
     for needle in needles:
         assert needle in err
