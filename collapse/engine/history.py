@@ -124,8 +124,9 @@ class RunHistory:
             return
         assert self._moments_of is not None
         for generation in range(last, self._merged_through, -1):
-            if ACCUMULATED in self.store.record(generation):
-                data = self.store.read_artifact(self.store.record(generation)[ACCUMULATED])
+            record = self.store.record(generation)
+            if ACCUMULATED in record:
+                data = self.store.read_artifact(record[ACCUMULATED])
                 with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                     self._merged = Moments(int(npz["count"]), npz["mean"], npz["m2"])
                 self._merged_through = generation
