@@ -73,15 +73,16 @@ def _missing_or_short(
 
 def _not_as_committed(store: RunStore, artifact: dict[str, Any]) -> str | None:
     """The artifact read whole and checked against its size and checksum."""
-    uri = store.storage.uri_of(artifact["path"])
+    path = artifact["path"]
     try:
-        data = store.storage.read_bytes(artifact["path"])
+        data = store.storage.read_bytes(path)
     except FileNotFoundError:
-        return f"{uri} is missing"
-    if len(data) != artifact["bytes"]:
-        return f"{uri} is truncated ({len(data)} of {artifact['bytes']} bytes)"
+        return _missing_or_short(store, artifact, {})
+    problem = _missing_or_short(store, artifact, {path: len(data)})
+    if problem is not None:
+        return problem
     if hashlib.sha256(data).hexdigest() != artifact["sha256"]:
-        return f"{uri} does not match its committed checksum"
+        return f"{store.storage.uri_of(path)} does not match its committed checksum"
     return None
 
 
