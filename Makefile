@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: quickstart test test-fast bench lint
+.PHONY: quickstart check test test-fast bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,19 @@ $(STAMP): pyproject.toml
 quickstart: $(STAMP)
 	$(BIN)/collapse run configs/quickstart.yaml
 
-test: $(STAMP)
+# The static checks both test targets run first: style, the layers (import-linter, contracts in
+# pyproject.toml) and the types (mypy over collapse/).
+check: $(STAMP)
 	$(BIN)/ruff check collapse tests benchmarks ray_jobs
 	$(BIN)/ruff format --check collapse tests benchmarks ray_jobs
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/pytest -q
 
-# The suite without its slow tests (markers in pyproject.toml; README: "Tests"): minutes, not 20.
-test-fast: $(STAMP)
-	$(BIN)/ruff check collapse tests benchmarks ray_jobs
-	$(BIN)/ruff format --check collapse tests benchmarks ray_jobs
+# The suite without its slow tests (markers in pyproject.toml; docs/testing.md): minutes, not 20.
+test-fast: check
 	$(BIN)/pytest -q -m "not (ray_train or subprocess or faults or slow)"
 
 bench: $(STAMP)

@@ -44,8 +44,8 @@ FIXED = {  # the manifest's `train` timings of a generation's fixed cost in trai
 
 
 def trained_chain(args, storage: str, on: torch.device) -> None:
-    from collapse.chain import run_chain
     from collapse.config import validate
+    from collapse.driver.launch import run_chain
 
     gpu = on.type == "cuda"
     config = validate(

@@ -72,7 +72,7 @@ def write_images(root: str, rows: int, shape: tuple[int, int, int], rows_per_sha
     """A prepared dataset of `rows` random uint8 images in shards; returns its index."""
     from collapse.data.dataset import write_dataset
     from collapse.data.shards import images_to_table
-    from collapse.storage import Storage
+    from collapse.store.storage import Storage
 
     rng = np.random.default_rng(0)
 
@@ -97,7 +97,7 @@ def plain_train_rate(
     compile_: bool,
 ) -> float:
     """Images/s of the plain rectified-flow training loop."""
-    from collapse.flow.interpolant import flow_matching_loss, sample_time
+    from collapse.families.rectified_flow.interpolant import flow_matching_loss, sample_time
 
     model = torch.compile(net) if compile_ else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=on.type == "cuda")
@@ -128,7 +128,7 @@ def plain_sample_rate(
     net: torch.nn.Module, shape: tuple[int, ...], n: int, batch: int, steps: int, on: torch.device
 ) -> float:
     """Images/s of a plain Euler loop over `n` images in batches (bf16 autocast on a GPU)."""
-    from collapse.flow.samplers import euler_forward
+    from collapse.families.rectified_flow.samplers import euler_forward
 
     net = net.eval()
     with torch.no_grad():

@@ -114,8 +114,8 @@ def our_feeds(regimes: list[dict[str, Any]], args: argparse.Namespace) -> list[d
 
     from collapse.data.mix import plan_mix
     from collapse.data.space import DataSpace
-    from collapse.distributed.datasets import training_dataset
-    from collapse.storage import Storage
+    from collapse.distributed.training_set import training_dataset
+    from collapse.store.storage import Storage
 
     start_ray()
     runs, built = [], []
@@ -284,7 +284,7 @@ def summary(name: str, runs: list[dict]) -> bool:
 
 
 def main() -> None:
-    from collapse.distributed.datasets import MATERIALIZE_BYTES
+    from collapse.distributed.training_set import MATERIALIZE_BYTES
 
     cli = parser(__doc__)
     cli.add_argument("--rows", type=int, default=None, help="images of the set held in memory")

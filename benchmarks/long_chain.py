@@ -40,8 +40,8 @@ def chain_config(storage: str, loop: str, generations: int, rows: int) -> dict:
 
 def per_generation(raw: dict) -> list[float]:
     """Seconds each generation took, from the arrival of one record to the next."""
-    from collapse.chain import run_chain
     from collapse.config import validate
+    from collapse.driver.launch import run_chain
 
     arrivals: list[float] = []
     run_chain(validate(raw), on_generation=lambda record: arrivals.append(time.perf_counter()))
@@ -75,8 +75,8 @@ def resume_seconds(raw: dict, every_size: bool | None = None) -> float:
     """A finished chain, resumed: its manifest read and checked, the latest generation's
     artifacts read and checksummed, every other artifact's size checked from one listing of
     the run (local runs, or `every_size`), nothing left to run."""
-    from collapse.chain import run_chain
     from collapse.config import validate
+    from collapse.driver.launch import run_chain
 
     config = validate(raw)
     start = time.perf_counter()

@@ -28,9 +28,10 @@ from common import device, image_net, line, parser, plain_sample_rate, start_ray
 def ours(args, net: torch.nn.Module, shape: tuple[int, int, int], on: torch.device) -> float:
     from collapse.config import validate
     from collapse.data.space import DataSpace
-    from collapse.distributed.sampling import sample_with_ray_data
+    from collapse.distributed.sampling_pool import sample_with_ray_data
+    from collapse.engine.sampling import SampleJob
     from collapse.families.rectified_flow import FAMILY as rectified_flow
-    from collapse.run_store import RunStore
+    from collapse.store.run_store import RunStore
 
     space = DataSpace("image", shape)
     config = validate(
@@ -55,7 +56,8 @@ def ours(args, net: torch.nn.Module, shape: tuple[int, int, int], on: torch.devi
         store = RunStore(f"{root}/run")
         model = store.write_artifact(0, "model/params.npz", buffer.getvalue())
         start = time.perf_counter()
-        shards, _ = sample_with_ray_data(config, store.uri, space, model, 0)
+        job = SampleJob.of(config, store.uri, space, params, model, 0)
+        shards, _ = sample_with_ray_data(job)
         seconds = time.perf_counter() - start
     assert sum(s["rows"] for s in shards) == args.n
     return args.n / seconds

@@ -39,9 +39,9 @@ def ray_train_rate(args, shape: tuple[int, int, int], on: torch.device) -> tuple
     from collapse.config import validate
     from collapse.data.mix import plan_mix
     from collapse.data.space import DataSpace
-    from collapse.distributed.datasets import training_dataset
     from collapse.distributed.train import train_generation
-    from collapse.storage import Storage
+    from collapse.distributed.training_set import training_dataset
+    from collapse.store.storage import Storage
 
     rows = min(args.rows, args.batch_size * args.steps)
     with tempfile.TemporaryDirectory() as root:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from collapse.config import ChainConfig
-    from collapse.run_store import RunStore
+    from collapse.store.records import GenerationRecord
+    from collapse.store.run_store import RunStore
 
 
 class Run:
@@ -41,12 +41,12 @@ class Run:
     samples, models and loss curves."""
 
     def __init__(self, uri: str):
-        from collapse import stored_config
-        from collapse.run_store import RunStore
+        from collapse.store import run_config
+        from collapse.store.run_store import RunStore
 
         self.store: RunStore = RunStore(uri)
         self.uri = self.store.uri
-        config = stored_config.read(self.store)
+        config = run_config.read(self.store)
         if config is None:
             raise UserError(f"{self.uri}: no run here (config.yaml not found)")
         self.config: ChainConfig = config
@@ -55,11 +55,11 @@ class Run:
         return f"Run({self.uri!r}, generations committed: {len(self.records)})"
 
     @property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[GenerationRecord]:
         """The manifest's record of every committed generation, in order (read afresh)."""
         return self.store.committed(refresh=True)
 
-    def record(self, generation: int) -> dict[str, Any]:
+    def record(self, generation: int) -> GenerationRecord:
         records = self.records
         if not 0 <= generation < len(records):
             raise UserError(
@@ -105,7 +105,7 @@ class Run:
         `noise`, `id`, ...), streamed rather than held, for sets larger than memory."""
         shards = self.record(generation)["samples"]
         if dataset:
-            from collapse.distributed.stored import read_shards
+            from collapse.distributed.stored_shards import read_shards
 
             return read_shards(self.store.storage, shards)
         import numpy as np
@@ -122,31 +122,30 @@ class Run:
     def model(self, generation: int) -> Any:
         """The generation's model, loaded: for `ddpm` images a diffusers `DDPMPipeline` (its
         scheduler the DDIM the chain samples with), for `rectified_flow` images the
-        `UNet2DModel` (the scheduler is beside it, see the README), for `stable_diffusion` the
+        `UNet2DModel` (the scheduler is beside it, docs/results.md), for `stable_diffusion` the
         pretrained `StableDiffusionPipeline` with the generation's LoRA or UNet and the chain's
         DDIM scheduler, for vector data the MLP (`collapse.training.nets.VectorField`), in eval
         mode; for the closed-form families their parameters (a dict of numpy arrays).
 
-        Trained generations load from their exported files (`collapse.export`) with diffusers'
-        own `from_pretrained` / `load_lora_weights`; a run written before exports existed is
-        exported in memory from its `params.npz` first."""
-        from collapse import export
+        Trained generations load from their exported files (`collapse.families.export`) with
+        diffusers' own `from_pretrained` / `load_lora_weights`; a run written before exports
+        existed is exported in memory from its `params.npz` first."""
+        from collapse.families import export, get_family
+        from collapse.families.protocol import TrainedFamily
 
         record = self.record(generation)
         params = self._params(record)
-        family = self.config.model.family
-        with tempfile.TemporaryDirectory(prefix="collapse-model-") as folder:
-            if "export" in record:  # copied out of the run, each file checked on the way
-                for artifact in record["export"]["files"]:
-                    rel = artifact["path"].split("/", 1)[1]  # below gen-k/
-                    _write(folder, rel, self.store.read_artifact(artifact))
-            else:
-                fmt, files = export.files(family, params)
-                if not fmt:
-                    return params
-                for rel, data in files.items():
-                    _write(folder, rel, data)
-            return _load(family, params, folder)
+        family = get_family(self.config.model.family)
+        if not isinstance(family, TrainedFamily):
+            return params
+        if "export" in record:  # copied out of the run, each file checked on the way
+            files = {
+                artifact["path"].split("/", 1)[1]: self.store.read_artifact(artifact)
+                for artifact in record["export"]["files"]  # paths below gen-k/
+            }
+        else:
+            files = family.export(params)[1]
+        return export.load(self.config.model.family, params, files)
 
     def loss_curve(self, generation: int) -> pd.DataFrame:
         """A trained generation's training loss: `step` and `loss` (the mean of rank 0's loss
@@ -160,7 +159,7 @@ class Run:
         curve = json.loads(self.store.read_artifact(artifact))
         return pd.DataFrame({"step": curve["step"], "loss": curve["loss"]})
 
-    def _params(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _params(self, record: GenerationRecord) -> dict[str, np.ndarray]:
         import io
 
         import numpy as np
@@ -168,49 +167,6 @@ class Run:
         data = self.store.read_artifact(record["model"][0])
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-
-
-def _write(folder: str, rel: str, data: bytes) -> None:
-    path = os.path.join(folder, *rel.split("/"))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def _load(family: str, params: dict[str, np.ndarray], folder: str) -> Any:
-    """The model in `folder` (a generation's files below gen-k/), loaded as diffusers would."""
-    from collapse import export
-
-    spec = json.loads(str(params["spec"]))
-    exported = os.path.join(folder, *export.EXPORT_DIR.split("/"))
-    if family == "stable_diffusion":
-        from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-
-        if spec["finetune"] == "lora":
-            pipeline = StableDiffusionPipeline.from_pretrained(spec["pretrained"])
-            pipeline.load_lora_weights(exported)
-        else:
-            unet = UNet2DConditionModel.from_pretrained(exported, subfolder="unet")
-            pipeline = StableDiffusionPipeline.from_pretrained(spec["pretrained"], unet=unet)
-        pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-        return pipeline
-    if spec["kind"] == "vector":
-        from safetensors.torch import load_file
-
-        from collapse.training.nets import VectorField
-
-        with open(os.path.join(folder, *export.NET_CONFIG.split("/")), "rb") as f:
-            config = json.load(f)
-        net = VectorField(config["dim"], config["hidden"], config["depth"], config["time_embed"])
-        net.load_state_dict(load_file(os.path.join(folder, *export.NET_WEIGHTS.split("/"))))
-        return net.eval().requires_grad_(False)
-    if family == "ddpm":
-        from diffusers import DDPMPipeline
-
-        return DDPMPipeline.from_pretrained(exported)
-    from diffusers import UNet2DModel
-
-    return UNet2DModel.from_pretrained(exported, subfolder="unet").eval()
 
 
 def open_run(uri: str) -> Run:
@@ -243,7 +199,7 @@ def open_sweep(uri: str) -> pd.DataFrame:
 
 
 def run(
-    config: ChainConfig | Mapping[str, Any] | str | os.PathLike,
+    config: ChainConfig | Mapping[str, Any] | str | os.PathLike[str],
     overrides: Sequence[str] = (),
     quiet: bool = False,
 ) -> Run:
@@ -252,9 +208,9 @@ def run(
     `config` is a chain config: a YAML path, a mapping of keys (missing ones take their
     defaults) or a `ChainConfig`; `overrides` are `--set` items (`"data.real_fraction=0.5"`).
     Progress goes to stderr unless `quiet`."""
-    from collapse.chain import run_chain
     from collapse.config import ChainConfig, apply_overrides, load_config, validate
-    from collapse.progress import ChainProgress
+    from collapse.driver.launch import run_chain
+    from collapse.driver.progress import ChainProgress
 
     if isinstance(config, ChainConfig):
         raw = config.model_dump(mode="json")
@@ -271,16 +227,16 @@ def run(
 
 
 def sweep(
-    spec: Mapping[str, Any] | str | os.PathLike, overrides: Sequence[str] = ()
+    spec: Mapping[str, Any] | str | os.PathLike[str], overrides: Sequence[str] = ()
 ) -> pd.DataFrame:
     """Run (or resume, or extend) a sweep, as `collapse sweep` does; its results as
     `open_sweep` gives them. `spec` is a sweep YAML path or a mapping (`base` a mapping or a
     path relative to the working directory). A failed trial raises `UserError` after the
     others finished; rerunning resumes it."""
-    from collapse import sweep as sweeps
     from collapse.config import apply_overrides
     from collapse.distributed.tune import run_sweep
-    from collapse.storage import Storage
+    from collapse.store.storage import Storage
+    from collapse.sweeps.definition import check_sweep, create_or_resume_sweep, load_sweep
 
     if isinstance(spec, Mapping):
         raw = apply_overrides(dict(spec), list(overrides))
@@ -290,12 +246,12 @@ def sweep(
             raw["base"] = read_config_file(raw["base"])
         if isinstance(raw.get("storage"), str):  # trials run in other working directories
             raw["storage"] = Storage(raw["storage"]).uri
-        loaded = sweeps.check_sweep(raw)
+        loaded = check_sweep(raw)
     else:
-        loaded = sweeps.load_sweep(spec, list(overrides))
-    sweeps.open_sweep(loaded)
+        loaded = load_sweep(spec, list(overrides))
+    create_or_resume_sweep(loaded)
     results = run_sweep(loaded)
-    failed = [r for r in results if r.error is not None]
+    failed = [r for r in results if r.error is not None]  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__
     if failed:
         raise UserError(
             f"{len(failed)} of {len(results)} trials of {loaded.uri} failed (first: "

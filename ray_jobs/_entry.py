@@ -19,7 +19,7 @@ def local_copy(config: str) -> str:
     """A path to read `config` from: itself, or a temporary copy of a storage URI."""
     if "://" not in config:
         return config
-    from collapse.storage import Storage
+    from collapse.store.storage import Storage
 
     parent, _, name = config.rpartition("/")
     path = Path(tempfile.mkdtemp(prefix="collapse-job-")) / name

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from collapse.config import ChainConfig, validate
+from collapse.engine import preflight
 
 
 def make_config(storage: str, **sections: Any) -> ChainConfig:
-    """A validated config from keyword sections, e.g. make_config(dir, data={...}, model={...})."""
+    """A validated and preflight-checked config from keyword sections, e.g.
+    make_config(dir, data={...}, model={...})."""
     raw: dict[str, Any] = {
         "name": "t",
         "storage": storage,
@@ -25,15 +27,15 @@ def make_config(storage: str, **sections: Any) -> ChainConfig:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
-    return validate(raw)
+    return preflight.check(validate(raw))
 
 
 def run_in_process(config: ChainConfig) -> list[dict[str, Any]]:
     """The chain's generations in this process: the engine the Ray actor runs, on the local
     backend (a trained family's training still on Ray Train, in local mode for workers: 0)."""
-    from collapse.chain import open_run
+    from collapse.engine.run_opening import create_or_resume
 
-    _, start = open_run(config)
+    _, start = create_or_resume(config)
     engine = in_process_engine(config)
     return [engine.run_generation(g) for g in range(start, config.generations)]
 
@@ -45,7 +47,7 @@ def in_process_engine(config: ChainConfig, lease_token: str | None = None):
 
     trainer = None
     if get_family(config.model.family).trained:
-        from collapse.distributed.backend import RayTrainer
+        from collapse.distributed.ray_backend import RayTrainer
         from collapse.distributed.runtime import storage_settings
 
         trainer = RayTrainer(config, storage_settings())

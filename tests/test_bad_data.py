@@ -21,19 +21,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.config import validate
-from collapse.data import real
 from collapse.data.dataset import DATASET_INDEX, open_dataset, write_dataset
 from collapse.data.shards import id_spans, images_to_table, to_parquet, vectors_to_table
 from collapse.data.space import DataSpace
+from collapse.driver.launch import run_chain
+from collapse.driver.progress import ChainProgress
+from collapse.engine import preflight
+from collapse.engine.preflight import check_real_data
 from collapse.errors import UserError
 from collapse.metrics import evaluate
 from collapse.metrics.frechet import fid
-from collapse.progress import ChainProgress
-from collapse.run_store import RunStore
-from collapse.storage import Storage
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
 from collapse.strategies.self_correct import correct_rows
 from tests.helpers import make_config, own_stderr, run_in_process
 
@@ -251,7 +252,7 @@ def test_any_broken_dataset_is_read_whole_or_refused_in_one_line(
         eval={"metrics": ["w2"], "features": "raw"},
     )
     try:
-        real.check(config, RunStore.for_config(config.storage, config.name))  # as `run` does
+        check_real_data(config, RunStore.for_config(config.storage, config.name))  # as `run` does
     except UserError as err:
         one_line(err, str(folder))
         return
@@ -357,7 +358,7 @@ def test_a_broken_image_folder_is_one_line_before_anything_is_written(tmp_path, 
         eval={"metrics": ["w2", "fid"], "features": "raw"},
     )
     with pytest.raises(UserError) as err:
-        real.check(config, RunStore.for_config(config.storage, config.name))
+        check_real_data(config, RunStore.for_config(config.storage, config.name))
     one_line(err.value, complaint)
     assert not (tmp_path / "runs").exists()
 
@@ -499,7 +500,7 @@ def test_a_config_that_passes_has_rows_enough_for_its_metrics(n_eval, n, metrics
     }
     raw["data"]["n_eval"] = n_eval
     try:
-        validate(raw)
+        preflight.check(validate(raw))
     except UserError as err:
         one_line(err)
         return

@@ -6,13 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collapse.chain import config_of_run, open_run, run_chain
 from collapse.cli import main
 from collapse.data.shards import from_parquet, table_to_vectors
+from collapse.driver.launch import run_chain
 from collapse.engine import ChainEngine, LocalBackend
+from collapse.engine.run_opening import create_or_resume, stored_run_config
 from collapse.errors import UserError
 from collapse.report import load_records
-from collapse.run_store import RunStore
+from collapse.store.layout import generation_dir
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 
@@ -32,7 +34,7 @@ def test_chain_on_ray_writes_the_run_layout(ray_cluster, tmp_path):
     run = tmp_path / "t"
     assert (run / "config.yaml").is_file() and (run / "manifest.json").is_file()
     for g in range(3):
-        gen = run / f"gen-{g:04d}"
+        gen = run / generation_dir(g)
         assert (gen / "model" / "params.npz").is_file()
         assert (gen / "metrics.json").is_file()
         table = from_parquet((gen / "samples" / "part-000000000.parquet").read_bytes())
@@ -73,7 +75,7 @@ def test_changed_config_is_refused_naming_the_keys(tmp_path):
     run_in_process(make_config(str(tmp_path), generations=2))
     changed = make_config(str(tmp_path), generations=2, seed=5, data={"real_fraction": 0.5})
     with pytest.raises(UserError, match=r"differs in: data\.real_fraction, seed"):
-        open_run(changed)
+        create_or_resume(changed)
 
 
 def test_resume_overwrites_scratch_and_matches_uninterrupted(ray_cluster, tmp_path):
@@ -91,7 +93,7 @@ def test_resume_overwrites_scratch_and_matches_uninterrupted(ray_cluster, tmp_pa
             data={"loop": "fresh_data", "real_fraction": 0.2},
         )
     )
-    open_run(config)
+    create_or_resume(config)
     worker = ChainEngine(config, LocalBackend())
     worker.run_generation(0)
     worker.run_generation(1)
@@ -108,7 +110,7 @@ def test_resume_by_uri_uses_the_stored_config(ray_cluster, tmp_path):
     run_in_process(config)
     moved = tmp_path / "new-place"
     (tmp_path / "old-place").rename(moved)
-    again = config_of_run(str(moved / "t"))
+    again = stored_run_config(str(moved / "t"))
     assert again.storage == str(moved) and again.name == "t"
     assert run_chain(again).already_complete
 
@@ -122,7 +124,7 @@ def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path, family):
 
     config = config_in(tmp_path)
     reference = run_in_process(config_in(tmp_path / "ref"))
-    open_run(config)
+    create_or_resume(config)
     ChainEngine(config, LocalBackend()).run_generation(0)
     ChainEngine(config, LocalBackend()).run_generation(1)
     fresh = ChainEngine(config, LocalBackend())  # a new process: nothing cached, all from shards
@@ -133,7 +135,7 @@ def test_accumulate_reads_earlier_samples_back_from_storage(tmp_path, family):
 
 def test_corrupted_shard_is_detected_on_resume(tmp_path):
     config = make_config(str(tmp_path), generations=3)
-    open_run(config)
+    create_or_resume(config)
     ChainEngine(config, LocalBackend()).run_generation(0)
     shard = tmp_path / "t" / "gen-0000" / "samples" / "part-000000000.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])
@@ -174,9 +176,10 @@ def test_math_modules_never_import_ray():
     import sys
 
     code = (
-        "import sys, collapse.chain, collapse.config, collapse.storage, collapse.report, "
-        "collapse.families.gaussian, collapse.families.kde, collapse.families.gmm, "
-        "collapse.metrics, collapse.data.mix, collapse.data.sources, collapse.data.shards\n"
+        "import sys, collapse.driver.launch, collapse.config, collapse.store.storage, "
+        "collapse.report, collapse.families.gaussian, collapse.families.kde, "
+        "collapse.families.gmm, collapse.metrics, collapse.data.mix, collapse.data.toy, "
+        "collapse.data.shards, collapse.engine, collapse.strategies.self_correct\n"
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
@@ -190,12 +193,12 @@ def test_a_closed_form_chain_runs_in_process_without_importing_ray(tmp_path):
 
     code = (
         "import sys\n"
-        "from collapse.chain import open_run\n"
+        "from collapse.engine.run_opening import create_or_resume\n"
         "from collapse.engine import ChainEngine, LocalBackend\n"
         "from tests.helpers import make_config\n"
         f"config = make_config({str(tmp_path)!r}, generations=2,\n"
         "    strategy={'name': 'self_correct', 'corrector': 'knn'})\n"
-        "open_run(config)\n"
+        "create_or_resume(config)\n"
         "engine = ChainEngine(config, LocalBackend())\n"
         "records = [engine.run_generation(g) for g in range(2)]\n"
         "assert records[1]['correction']['rows'] == 100\n"

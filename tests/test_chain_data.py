@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from collapse.chain import open_run, run_chain
+from collapse.data.prepare import prepare
 from collapse.data.shards import from_parquet, table_kind, table_to_images
+from collapse.driver.launch import run_chain
+from collapse.engine.run_opening import create_or_resume
 from collapse.errors import UserError
-from collapse.prepare import prepare
-from collapse.run_store import RunStore
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 DIGITS = {"real": "sklearn:digits", "n_real": 300, "n_train": 300, "n_eval": 120}
@@ -84,23 +85,23 @@ def test_image_chain_on_s3_with_a_sampling_pool(ray_cluster, s3_bucket, s3_serve
 
 def test_missing_truncated_or_foreign_real_shards_stop_the_run_before_training(tmp_path):
     config = make_config(str(tmp_path), name="bad", data=DIGITS)
-    open_run(config)
+    create_or_resume(config)
     shard = tmp_path / "bad" / "real" / "train" / "part-00000.parquet"
     good = shard.read_bytes()
 
     shard.write_bytes(good[:-100])
     with pytest.raises(UserError, match=f"{shard}: truncated"):
-        open_run(config)
+        create_or_resume(config)
 
     shard.unlink()
     with pytest.raises(UserError, match=f"{shard}: missing"):
-        open_run(config)
+        create_or_resume(config)
 
     shard.write_bytes(good[:50] + bytes([good[50] ^ 0xFF]) + good[51:])
     with pytest.raises(UserError, match=f"{shard}: checksum mismatch"):
-        open_run(config)
+        create_or_resume(config)
     shard.write_bytes(good)
-    open_run(config)  # repaired: accepted again
+    create_or_resume(config)  # repaired: accepted again
 
 
 def test_a_shard_of_the_wrong_schema_is_reported(tmp_path):
@@ -121,7 +122,7 @@ def test_a_shard_of_the_wrong_schema_is_reported(tmp_path):
         data={"real": f"parquet:{dataset.uri}", "n_real": 30, "n_train": 30, "n_eval": 20},
     )
     with pytest.raises(UserError, match=f"{shard}: wrong schema"):
-        open_run(config)
+        create_or_resume(config)
 
 
 def test_corrupted_samples_are_named_and_recomputed_when_a_ray_chain_resumes(
@@ -156,7 +157,7 @@ def test_parquet_source_with_held_out_rows_after_the_pool(tmp_path):
     data = {"real": f"parquet:{dataset.uri}", "n_real": 400, "n_train": 200, "n_eval": 200}
     too_many = make_config(str(tmp_path), name="m2", data=data)
     with pytest.raises(UserError, match="data.n_eval: the run needs 600 rows"):
-        open_run(too_many)
+        create_or_resume(too_many)
 
 
 @pytest.mark.subprocess

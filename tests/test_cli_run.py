@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from collapse import __version__
-from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.cli.parser import build_parser
 from collapse.config import load_config
-from collapse.run_store import RunStore
+from collapse.driver.launch import run_chain
+from collapse.store.run_store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ from collapse.config import (
     parse_yaml,
     validate,
 )
+from collapse.engine import preflight
 from collapse.errors import UserError
 from tests.helpers import own_stderr
 
@@ -171,7 +172,7 @@ DIGITS = {"data": {"real": "sklearn:digits", "n_real": 1000, "n_train": 1000}}
 )
 def test_bad_config_is_one_clear_line(raw, needles):
     with pytest.raises(UserError) as err:
-        validate(raw)
+        preflight.check(validate(raw))  # what the config says, then what its code needs
     message = str(err.value)
     assert "\n" not in message
     for needle in needles:
@@ -249,14 +250,14 @@ def test_a_net_keeps_the_keys_given_in_their_order_through_config_yaml():
 
 
 def test_a_parquet_dataset_checks_the_net_against_its_kind_when_opened():
-    from collapse.data.real import check_fit
     from collapse.data.space import DataSpace
+    from collapse.engine.preflight import check_data_fit
 
     raw = {"data": {"real": "parquet:/data/set"}, "model": RF | {"net": {"hidden": 8}}}
     config = validate(raw)  # the kind is not known until the dataset's index is read
-    check_fit(config, DataSpace("vector", (2,)), "/data/set")
+    check_data_fit(config, DataSpace("vector", (2,)), "/data/set")
     with pytest.raises(UserError, match=r"^model\.net\.hidden: .* image data trains the UNet"):
-        check_fit(config, DataSpace("image", (8, 8, 1)), "/data/set")
+        check_data_fit(config, DataSpace("image", (8, 8, 1)), "/data/set")
 
 
 def test_the_typed_nets_are_the_net_factory_s_keys():

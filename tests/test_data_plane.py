@@ -16,13 +16,21 @@ from collapse.data.feed.chunks import plan_chunks, read_all
 from collapse.data.feed.decode import Decode
 from collapse.data.feed.order import span
 from collapse.data.mix import expand, plan_mix
+from collapse.data.prepare import prepare
 from collapse.data.shards import table_to_images
 from collapse.data.space import DataSpace
-from collapse.families.gaussian import FAMILY as gaussian
-from collapse.prepare import prepare
-from collapse.run_store import RunStore
-from collapse.sampling import sample_locally
-from collapse.storage import Storage
+from collapse.engine.sampling import SampleJob, sample_in_process
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
+
+
+def sample_locally(store, space, params, seed, generation, n, batch_size):
+    """A gaussian generation's samples drawn in this process (its params stored first)."""
+    model = store.write_artifact(generation, "model/params.npz", _npz(params))
+    job = SampleJob(
+        store.uri, "gaussian", params, model, space, generation, n, batch_size, 0, seed, 1.0, False
+    )
+    return sample_in_process(job)[0]
 
 
 @pytest.fixture
@@ -33,8 +41,7 @@ def gaussian_samples(tmp_path):
     space = DataSpace("vector", (3,))
     params = {"mean": np.zeros(3), "var": np.ones(3)}
     samples = {
-        g: (store.storage, sample_locally(store, space, gaussian, params, 0, g, 100, 25))
-        for g in (0, 1)
+        g: (store.storage, sample_locally(store, space, params, 0, g, 100, 25)) for g in (0, 1)
     }
     return (Storage(pool.uri), pool.index["shards"]), samples, space
 
@@ -137,7 +144,7 @@ def test_two_train_workers_share_each_epoch_in_memory_and_streamed(
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from collapse.distributed.datasets import training_dataset
+    from collapse.distributed.training_set import training_dataset
 
     real, samples, space = gaussian_samples
     plan = plan_mix("accumulate", 2, 100, 0.0, 200, [100, 100])
@@ -162,13 +169,13 @@ def test_two_train_workers_share_each_epoch_in_memory_and_streamed(
 
 
 def test_fresh_rows_are_selected_across_shard_boundaries(ray_cluster, tmp_path, gaussian_samples):
-    from collapse.distributed.datasets import training_dataset
+    from collapse.distributed.training_set import training_dataset
 
     real, _, space = gaussian_samples
     plan = plan_mix("fresh_data", 4, 100, 0.3, 200, [100] * 4)  # real rows wrap: 190..200, 0..20
     store = RunStore(str(tmp_path / "run4"))
     params = {"mean": np.zeros(3), "var": np.ones(3)}
-    samples = {3: (store.storage, sample_locally(store, space, gaussian, params, 0, 3, 100, 30))}
+    samples = {3: (store.storage, sample_locally(store, space, params, 0, 3, 100, 30))}
     feed = training_dataset(plan, real, samples, space, seed=2).open()
     (batch,) = itertools.islice(feed.batches(100), 1)
     got = Counter(zip(batch["generation"].tolist(), batch["id"].tolist(), strict=True))
@@ -181,7 +188,7 @@ def test_fresh_rows_are_selected_across_shard_boundaries(ray_cluster, tmp_path, 
 
 
 def test_image_rows_reach_workers_as_chw_bytes(ray_cluster, tmp_path):
-    from collapse.distributed.datasets import training_dataset
+    from collapse.distributed.training_set import training_dataset
 
     pool = prepare("sklearn:digits", str(tmp_path / "digits"), limit=64, rows_per_shard=20)
     plan = plan_mix("fully_synthetic", 0, 64, 0.0, 64, [])
@@ -205,12 +212,12 @@ def test_image_rows_reach_workers_as_chw_bytes(ray_cluster, tmp_path):
 
 @pytest.mark.slow
 def test_distributed_sampling_matches_in_process_sampling(ray_cluster, tmp_path):
-    from collapse.distributed.sampling import sample_with_ray_data
+    from collapse.distributed.sampling_pool import sample_with_ray_data
 
     space = DataSpace("vector", (4,))
     params = {"mean": np.arange(4.0), "var": np.full(4, 2.0)}
     reference_store = RunStore(str(tmp_path / "reference"))
-    reference = sample_locally(reference_store, space, gaussian, params, 7, 3, 1000, 1000)
+    reference = sample_locally(reference_store, space, params, 7, 3, 1000, 1000)
     expected = space.to_vectors(reference_store.storage and _read(reference_store, reference))
 
     store = RunStore(str(tmp_path / "run"))
@@ -226,7 +233,8 @@ def test_distributed_sampling_matches_in_process_sampling(ray_cluster, tmp_path)
         )
         store.clear_generation(3)
         store.write_artifact(3, "model/params.npz", _npz(params))
-        shards, grid = sample_with_ray_data(config, store.uri, space, model, 3)
+        job = SampleJob.of(config, store.uri, space, params, model, 3)
+        shards, grid = sample_with_ray_data(job)
         assert grid == []  # vectors draw no fixed-noise grid
         assert sum(s["rows"] for s in shards) == 1000
         assert len(shards) == -(-1000 // batch)

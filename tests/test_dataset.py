@@ -14,7 +14,7 @@ import pytest
 from collapse.data.dataset import DATASET_INDEX, Dataset, open_dataset, write_dataset
 from collapse.data.shards import images_to_table, table_to_images, to_parquet, vectors_to_table
 from collapse.errors import UserError
-from collapse.storage import Storage
+from collapse.store.storage import Storage
 
 
 def vector_chunks(sizes: list[int], dim: int = 3) -> list[pa.Table]:

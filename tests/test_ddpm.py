@@ -8,12 +8,12 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from collapse.chain import run_chain
 from collapse.config import validate
-from collapse.diffusion.ddpm import epsilon_objective, noise_per_row, sample, schedule
+from collapse.driver.launch import run_chain
+from collapse.engine.sampling import draw
 from collapse.families import get_family
-from collapse.run_store import RunStore
-from collapse.sampling import draw
+from collapse.families.ddpm.denoising import epsilon_objective, noise_per_row, sample, schedule
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 SCALE = 2.0  # data ~ N(0, SCALE^2 I)

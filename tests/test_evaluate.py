@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from collapse import evaluate
-from collapse.chain import config_of_run
 from collapse.cli import main
-from collapse.run_store import RunStore
+from collapse.driver import reevaluation
+from collapse.engine import measurement as measuring
+from collapse.engine.run_opening import stored_run_config
+from collapse.store.layout import generation_dir
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, own_stderr, run_in_process
 
 
@@ -24,7 +26,7 @@ def finished(tmp_path):
 
 
 def files(uri: str, generation: int) -> dict[str, bytes]:
-    folder = Path(uri) / f"gen-{generation:04d}"
+    folder = Path(uri) / generation_dir(generation)
     return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
@@ -34,7 +36,7 @@ def test_new_metrics_are_stored_beside_the_originals_and_reported(finished, caps
     argv = ["evaluate", finished, "--metrics", "precision,recall", "--workers", "0"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    key = evaluate.measurement(config_of_run(finished), ["precision", "recall"], None).key
+    key = measuring.measurement(stored_run_config(finished), ["precision", "recall"], None).key
     assert key.startswith("raw-") and f"evaluation {key}" in out and "3 now, 0 before" in out
     assert (Path(finished) / "manifest.json").read_bytes() == manifest, "the manifest changed"
     after = files(finished, 1)
@@ -58,27 +60,27 @@ def test_new_metrics_are_stored_beside_the_originals_and_reported(finished, caps
 def test_evaluate_is_idempotent_resumable_and_follows_an_extended_run(
     finished, tmp_path, monkeypatch, capsys
 ):
-    measurement = evaluate.measurement(config_of_run(finished), ["var"], None)
+    measurement = measuring.measurement(stored_run_config(finished), ["var"], None)
     store = RunStore(finished)
 
     def stops_after_one(m, records):  # the driver dies after the first result is stored
-        for record, measured in evaluate.measure_here(m, records):
+        for record, measured in measuring.measure_here(m, records):
             yield record, measured
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate.run_evaluation(measurement, store, stops_after_one)
-    assert evaluate.read_index(store, measurement.key) is None  # the index was not saved ...
-    assert evaluate.run_evaluation(measurement, store)[0] == 1  # ... its result file counts
-    existing, new = evaluate.run_evaluation(measurement, store)
+        reevaluation.run_evaluation(measurement, store, stops_after_one)
+    assert reevaluation.read_index(store, measurement.key) is None  # the index was not saved ...
+    assert reevaluation.run_evaluation(measurement, store)[0] == 1  # ... its result file counts
+    existing, new = reevaluation.run_evaluation(measurement, store)
     assert (existing, new) == (3, [])
 
     run_in_process(make_config(str(tmp_path), generations=4))  # the chain is extended
-    existing, new = evaluate.run_evaluation(measurement, RunStore(finished))
+    existing, new = reevaluation.run_evaluation(measurement, RunStore(finished))
     assert existing == 3 and [e["generation"] for e in new] == [3]
     # the same metric in the same feature space gives what the chain itself measured
     committed = RunStore(finished).committed()
-    index = evaluate.read_index(RunStore(finished), measurement.key)
+    index = reevaluation.read_index(RunStore(finished), measurement.key)
     assert [e["metrics"]["var"] for e in index["generations"]] == [
         r["metrics"]["var"] for r in committed
     ]
@@ -87,9 +89,9 @@ def test_evaluate_is_idempotent_resumable_and_follows_an_extended_run(
 def test_ray_tasks_measure_what_this_process_does(ray_cluster, finished, capsys):
     assert main(["evaluate", finished, "--metrics", "mmd", "--workers", "2"]) == 0
     assert "3 now, 0 before" in capsys.readouterr().out
-    measurement = evaluate.measurement(config_of_run(finished), ["mmd"], None)
-    on_ray = evaluate.read_index(RunStore(finished), measurement.key)["generations"]
-    here = [m for _, m in evaluate.measure_here(measurement, RunStore(finished).committed())]
+    measurement = measuring.measurement(stored_run_config(finished), ["mmd"], None)
+    on_ray = reevaluation.read_index(RunStore(finished), measurement.key)["generations"]
+    here = [m for _, m in measuring.measure_here(measurement, RunStore(finished).committed())]
     assert [e["metrics"] for e in on_ray] == [m["metrics"] for m in here]
 
 
@@ -107,4 +109,4 @@ def test_bad_requests_are_one_line_and_write_nothing(finished, capsys, args, nee
     err = own_stderr(capsys)
     assert err.count("\n") == 1 and needle in err and "Traceback" not in err
     assert files(finished, 0) == before
-    assert not RunStore(finished).storage.exists(evaluate.FOLDER)
+    assert not RunStore(finished).storage.exists(reevaluation.FOLDER)

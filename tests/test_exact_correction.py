@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collapse.data.sources import MOG8_RADIUS, MOG8_STD, toy_sample
+from collapse.data.toy import MOG8_RADIUS, MOG8_STD, toy_sample
 from collapse.errors import UserError
 from collapse.strategies.self_correct import correct_rows
 from collapse.strategies.true_draws import true_draws

@@ -25,14 +25,14 @@ from diffusers import (
 from safetensors.torch import load_file
 
 import collapse
-from collapse import export
-from collapse.chain import config_of_run
 from collapse.cli import main
 from collapse.config import DDPMModel, StableDiffusionModel
+from collapse.data.noise import row_normals
 from collapse.data.space import DataSpace
-from collapse.diffusion import stable_diffusion as sd
-from collapse.families import get_family
-from collapse.noise import row_normals
+from collapse.engine.run_opening import stored_run_config
+from collapse.families import export, get_family
+from collapse.families.stable_diffusion import pipeline_parts as sd
+from collapse.store.layout import generation_dir
 from collapse.training.weights import frozen_names, trainable_state
 from tests.helpers import make_config, run_in_process
 from tests.tiny_sd import SIZE, build_pipeline
@@ -66,11 +66,11 @@ def runs(ray_cluster, tmp_path_factory):
 
 
 def folder(run, generation=0):
-    return os.path.join(run.uri, f"gen-{generation:04d}", "model", "diffusers")
+    return os.path.join(run.uri, generation_dir(generation), "model", "diffusers")
 
 
 def chain_noise(run, ids, dim):
-    """The noise the chain drew row `id` of generation 0 from (collapse.sampling.draw)."""
+    """The noise the chain drew row `id` of generation 0 from (collapse.engine.sampling.draw)."""
     return row_normals(run.config.seed, np.asarray(ids), dim, stream=0)
 
 
@@ -113,7 +113,7 @@ def test_a_ddpm_generation_is_a_pipeline_that_draws_the_chains_samples(tmp_path,
     torch.manual_seed(0)
     weights = {k: v.numpy() for k, v in family.build_net(model, space).state_dict().items()}
     params = family.to_params(weights, model, space, 3)
-    fmt, files = export.files("ddpm", params)
+    fmt, files = get_family("ddpm").export(params)
     assert fmt == "diffusers:DDPMPipeline"
     folder = written(files, tmp_path)
     if sampler == "ddim":
@@ -235,7 +235,7 @@ def test_stable_diffusion_generations_load_into_the_pretrained_pipeline(
     tiny_sd, tmp_path, finetune
 ):
     params = sd_params(tiny_sd, finetune)
-    fmt, files = export.files("stable_diffusion", params)
+    fmt, files = get_family("stable_diffusion").export(params)
     exported = written(files, tmp_path)
     if finetune == "lora":
         assert fmt == "diffusers:lora"
@@ -304,7 +304,7 @@ def test_runs_written_before_exports_still_resume_report_and_load(ray_cluster, t
     assert opened.loss_curve(0).empty
     assert main(["report", str(run), "--plots", str(tmp_path / "plots")]) == 0
 
-    resumed = config_of_run(str(run))  # as `collapse resume --generations 2` reads it
+    resumed = stored_run_config(str(run))  # as `collapse resume --generations 2` reads it
     resumed.generations = 2
     run_in_process(resumed)  # generation 1 is written the new way
     later = collapse.open_run(str(run)).records[1]

@@ -8,13 +8,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from collapse import stored_config
-from collapse.chain import open_run
 from collapse.cli import main
 from collapse.config import resume_safe
+from collapse.config.sweep_space import trial_config, trial_name
+from collapse.engine.run_opening import create_or_resume
 from collapse.errors import UserError
-from collapse.run_store import RunStore
-from collapse.sweep import load_sweep, open_sweep, trial_config, trial_name
+from collapse.store import run_config
+from collapse.store.run_store import RunStore
+from collapse.sweeps.definition import create_or_resume_sweep, load_sweep
 from tests.helpers import make_config, own_stderr, run_in_process
 
 
@@ -33,17 +34,17 @@ def test_raising_generations_extends_to_what_an_uninterrupted_chain_gives(tmp_pa
     run_in_process(make_config(str(tmp_path), name="whole", generations=5))
     assert metrics_of(uri) == metrics_of(str(tmp_path / "whole"))
     store = RunStore(uri)
-    assert stored_config.read(store).generations == 5
-    assert len(store.storage.read_text(stored_config.CONFIG_SHA).splitlines()) == 1
+    assert run_config.read(store).generations == 5
+    assert len(store.storage.read_text(run_config.CONFIG_SHA).splitlines()) == 1
 
 
 def test_a_lowered_generations_or_another_changed_key_is_refused(tmp_path):
     run_in_process(make_config(str(tmp_path), generations=3))
     with pytest.raises(UserError, match=r"has generations: 3; a lower count \(2\) is refused"):
-        open_run(make_config(str(tmp_path), generations=2))
+        create_or_resume(make_config(str(tmp_path), generations=2))
     with pytest.raises(UserError, match=r"differs in: seed\)"):  # generations raised: not named
-        open_run(make_config(str(tmp_path), generations=9, seed=1))
-    assert stored_config.read(RunStore(str(tmp_path / "t"))).generations == 3
+        create_or_resume(make_config(str(tmp_path), generations=9, seed=1))
+    assert run_config.read(RunStore(str(tmp_path / "t"))).generations == 3
 
 
 @pytest.mark.parametrize("writes_done", [1, 2])
@@ -56,21 +57,21 @@ def test_an_extension_cut_between_its_writes_leaves_a_run_that_opens(
     done = []
 
     def crash_after(self, rel, data, atomic=False):
-        if rel in ("config.yaml", stored_config.CONFIG_SHA) and len(done) == writes_done:
+        if rel in ("config.yaml", run_config.CONFIG_SHA) and len(done) == writes_done:
             raise KeyboardInterrupt  # the driver dies here
         real_write(self, rel, data, atomic)
         done.append(rel)
 
     monkeypatch.setattr(type(store.storage), "write_bytes", crash_after)
     with pytest.raises(KeyboardInterrupt):
-        stored_config.extend(store, 4)
+        run_config.extend(store, 4)
     monkeypatch.undo()
     # step 1 done: the old config, vouched for with the new; step 2: the new one
-    assert stored_config.read(store).generations == (2 if writes_done == 1 else 4)
+    assert run_config.read(store).generations == (2 if writes_done == 1 else 4)
     records = run_in_process(make_config(str(tmp_path), generations=4))
     assert [r["generation"] for r in records] == [2, 3]
-    assert stored_config.read(store).generations == 4
-    assert len(store.storage.read_text(stored_config.CONFIG_SHA).splitlines()) == 1
+    assert run_config.read(store).generations == 4
+    assert len(store.storage.read_text(run_config.CONFIG_SHA).splitlines()) == 1
 
 
 def test_extending_a_run_on_s3(s3_bucket):
@@ -78,23 +79,23 @@ def test_extending_a_run_on_s3(s3_bucket):
     run_in_process(make_config(storage, generations=2))
     assert [r["generation"] for r in run_in_process(make_config(storage, generations=3))] == [2]
     store = RunStore(f"{storage}/t")
-    assert len(store.committed()) == 3 and stored_config.read(store).generations == 3
+    assert len(store.committed()) == 3 and run_config.read(store).generations == 3
     with pytest.raises(UserError, match="lower count"):
-        open_run(make_config(storage, generations=2))
+        create_or_resume(make_config(storage, generations=2))
 
 
 def test_resume_set_takes_placement_and_eval_keys_and_refuses_the_rest(tmp_path):
     run_in_process(make_config(str(tmp_path), generations=2))
     uri = str(tmp_path / "t")
-    stored = stored_config.read(RunStore(uri))
-    config = stored_config.with_overrides(
+    stored = run_config.read(RunStore(uri))
+    config = run_config.with_overrides(
         stored, ["sample.workers=2", "train.workers=0", "eval.metrics=[w2]"], uri
     )
     assert (config.sample.workers, config.train.workers, config.eval.metrics) == (2, 0, ["w2"])
-    assert stored_config.check_same(stored, config, uri) is False  # a resume, not a change
+    assert run_config.check_same(stored, config, uri) is False  # a resume, not a change
     for key, value in (("data.n_train", 50), ("seed", 3), ("name", "other")):
         with pytest.raises(UserError, match=rf"resume --set {key}: not a key a resume may"):
-            stored_config.with_overrides(stored, [f"{key}={value}"], uri)
+            run_config.with_overrides(stored, [f"{key}={value}"], uri)
     # a knn corrector in feature space trains on what eval.features gives: not resume-safe
     knn = make_config(
         str(tmp_path),
@@ -113,7 +114,7 @@ def test_resume_generations_and_set_from_the_cli(ray_cluster, tmp_path, capsys):
     assert main(["resume", uri, "--generations", "3", "--set", "eval.metrics=[w2]"]) == 0
     records = RunStore(uri).committed()
     assert len(records) == 3 and set(records[2]["metrics"]) == {"sigma2", "log_sigma2", "w2"}
-    assert stored_config.read(RunStore(uri)).eval.metrics == ["w2", "mean_err", "var"]
+    assert run_config.read(RunStore(uri)).eval.metrics == ["w2", "mean_err", "var"]
     capsys.readouterr()
     assert main(["resume", uri, "--set", "data.n_train=50"]) == 2
     err = own_stderr(capsys)
@@ -147,7 +148,7 @@ def write_sweep(tmp_path, generations: int):
 def test_a_sweep_with_raised_generations_extends_every_trial(ray_cluster, tmp_path, capsys):
     # the sweep as its first run leaves it (its trials' chains run in-process, for time)
     sweep = load_sweep(write_sweep(tmp_path, 2))
-    assert open_sweep(sweep) is False
+    assert create_or_resume_sweep(sweep) is False
     for index, seed in enumerate((0, 1)):
         name = trial_name(index, {"seed": seed})
         run_in_process(trial_config(sweep, {"seed": seed}, name))
@@ -155,7 +156,7 @@ def test_a_sweep_with_raised_generations_extends_every_trial(ray_cluster, tmp_pa
     before = {p.name: RunStore(str(p)).committed() for p in trials.iterdir()}
     assert sorted(before) == ["t000-seed-0", "t001-seed-1"]
     with pytest.raises(UserError, match=r"a lower count \(1\) is refused"):
-        open_sweep(load_sweep(write_sweep(tmp_path, 1)))
+        create_or_resume_sweep(load_sweep(write_sweep(tmp_path, 1)))
     assert main(["sweep", str(write_sweep(tmp_path, 4))]) == 0
     assert "2 trials, 0 failed" in capsys.readouterr().out
     for name, records in before.items():
@@ -168,7 +169,7 @@ def test_a_sweep_with_raised_generations_extends_every_trial(ray_cluster, tmp_pa
 
 def test_a_sweep_is_extended_only_once_all_its_trials_started(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path, 2))
-    open_sweep(sweep)
+    create_or_resume_sweep(sweep)
     run_in_process(trial_config(sweep, {"seed": 0}, trial_name(0, {"seed": 0})))
     with pytest.raises(UserError, match="has started 1 of its 2 trials: rerun it unchanged"):
-        open_sweep(load_sweep(write_sweep(tmp_path, 4)))
+        create_or_resume_sweep(load_sweep(write_sweep(tmp_path, 4)))

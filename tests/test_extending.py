@@ -1,17 +1,17 @@
-"""README.md's "Extending collapse": its two worked examples, a strategy and a corrector, are
-the modules under tests/extending/, quoted whole by the README, and each runs a short
-closed-form chain once registered with one line."""
+"""docs/extending.md: its two worked examples, a strategy and a corrector, are the modules under
+tests/extending/, quoted whole by that page, and each runs a short closed-form chain once
+registered with one line."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from collapse.config.strategy_section import STRATEGIES, StrategyRegistration
 from collapse.data.shards import from_parquet, table_to_vectors
-from collapse.run_store import RunStore
-from collapse.strategies import STRATEGIES
+from collapse.store.run_store import RunStore
 from collapse.strategies.correctors import CORRECTORS
-from tests.extending.clip_strategy import Clip
+from tests.extending.clip_strategy import ClipConfig
 from tests.extending.toward_mean import TowardMean
 from tests.helpers import make_config, run_in_process
 
@@ -20,12 +20,14 @@ ROOT = Path(__file__).parents[1]
 
 def _quoted(module: str) -> None:
     source = (ROOT / "tests" / "extending" / module).read_text()
-    assert source in (ROOT / "README.md").read_text(), f"README no longer quotes {module}"
+    page = (ROOT / "docs" / "extending.md").read_text()
+    assert f"```python\n{source}```\n" in page, f"docs/extending.md no longer quotes {module} whole"
 
 
 @pytest.fixture
 def clip_registered():
-    STRATEGIES.append(Clip())  # the README's one registry line, for this test only
+    # the one registry line the docs give, for this test only
+    STRATEGIES.append(StrategyRegistration(ClipConfig, "tests.extending.clip_strategy"))
     yield
     STRATEGIES.pop()
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy.special import digamma
 
-from collapse.catalog import entries
+from collapse.cli.list_command import entries
 from collapse.config import FAMILIES, GaussianModel, GMMModel, KDEModel, ModelConfig, validate
-from collapse.data.sources import toy_sample
+from collapse.data.toy import toy_sample
 from collapse.errors import UserError
 from collapse.families import NAMES, get_family
 from collapse.families.kde import bandwidth
@@ -343,5 +343,5 @@ def test_the_registry_is_the_only_list_of_families():
             probe = probe and node.func.id in ("hasattr", "getattr") and bool(node.args)
             if probe and "famil" in ast.unparse(node.args[0]):
                 probes.append(f"{path}:{node.lineno}")
-    assert not lists, f"family names listed outside collapse.config.models.FAMILIES: {lists}"
+    assert not lists, f"family names listed outside collapse.config.model_section.FAMILIES: {lists}"
     assert not probes, f"a family probed with hasattr/getattr: {probes}"

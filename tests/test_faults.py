@@ -18,14 +18,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.config import apply_overrides, load_config, validate
+from collapse.driver.launch import run_chain
 from collapse.errors import UserError
-from collapse.integrity import artifacts as integrity_artifacts
-from collapse.lease import LEASE, RunLease
-from collapse.run_store import RunStore
-from collapse.storage import Storage
+from collapse.store.integrity import artifacts as integrity_artifacts
+from collapse.store.layout import generation_dir
+from collapse.store.lease import LEASE, RunLease
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
 from tests.helpers import make_config, own_stderr
 
 COLLAPSE = str(Path(sys.executable).parent / "collapse")
@@ -362,7 +363,7 @@ PHASES = ("train", "sample", "evaluate", "commit")
 
 def _phase_reached(run: Path, generation: int, phase: str) -> bool:
     """What a run directory shows of a generation's progress."""
-    folder = run / f"gen-{generation:04d}"
+    folder = run / generation_dir(generation)
     if phase == "train":
         committed = RunStore(str(run)).committed() if (run / "manifest.json").exists() else []
         return (run / LEASE).exists() and len(committed) >= generation
@@ -452,7 +453,7 @@ def own_s3(monkeypatch):
 def test_an_s3_outage_is_retried_through_or_fails_clearly_and_resumes(own_s3, monkeypatch):
     import threading
 
-    import collapse.storage as storage
+    import collapse.store.storage as storage
     from tests.helpers import run_in_process
 
     stop, start = own_s3

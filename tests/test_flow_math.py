@@ -1,6 +1,5 @@
 """The rectified-flow math against closed forms: the Gaussian 1-RF field, its ODE, the reverse
-ODE/SDE and the linear-DAE collapse recursion (ALGORITHMS.md, "Rectified flow" and "Mitigations
-of collapse in reflow").
+ODE/SDE and the linear-DAE collapse recursion (Liu et al. 2022; Zhu et al., arXiv 2412.08175).
 
 For data x1 ~ N(m, s^2 I) and noise x0 ~ N(0, I), independent, every dimension is a 1-D problem:
 x_t = t x1 + (1-t) x0 has mean t m and variance V(t) = t^2 s^2 + (1-t)^2, the target x1 - x0 has
@@ -16,14 +15,14 @@ import math
 import pytest
 import torch
 
-from collapse.flow.dae import linear_dae_recursion
-from collapse.flow.interpolant import (
+from collapse.families.rectified_flow.dae import linear_dae_recursion
+from collapse.families.rectified_flow.interpolant import (
     flow_matching_loss,
     interpolate,
     sample_time,
     target_velocity,
 )
-from collapse.flow.samplers import (
+from collapse.families.rectified_flow.samplers import (
     euler_forward,
     euler_reverse,
     make_pairs,

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.config import IMAGE_METRICS, validate
 from collapse.data.shards import from_parquet
 from collapse.data.space import DataSpace
+from collapse.driver.launch import run_chain
+from collapse.engine.sampling import SampleJob, sample_grid
 from collapse.families.gaussian import FAMILY as gaussian
 from collapse.metrics.inception import WEIGHTS_ENV
-from collapse.run_store import RunStore
-from collapse.sampling import sample_grid
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, own_stderr, run_in_process
 
 
@@ -85,7 +85,11 @@ def test_grid_noise_is_the_same_in_every_generation(tmp_path):
     grids = []
     for generation, params in enumerate((first, second)):
         params = {k: v.astype(np.float64) for k, v in params.items()}
-        shard = sample_grid(store, space, gaussian, params, seed=5, generation=generation, n=6)
+        model = store.write_artifact(generation, "model/params.npz", b"")  # unread here
+        job = SampleJob(
+            store.uri, "gaussian", params, model, space, generation, 0, 1, 6, 5, 1.0, False
+        )
+        shard = sample_grid(store, job, gaussian)
         grids.append(space.to_vectors(from_parquet(store.read_artifact(shard))))
     # x = mean + sd * z with one z for both generations
     np.testing.assert_allclose((grids[1] - 2.0) / 2.0, grids[0], rtol=1e-6)
@@ -110,7 +114,7 @@ def test_missing_inception_weights_exit_2_before_any_work(tmp_path, monkeypatch,
     os.path.exists("/tmp/inception-2015-12-05.pt"), reason="clean-fid's weights are on this machine"
 )
 def test_inception_by_default_for_cifar_sized_data_names_clean_fids_cache(tmp_path, monkeypatch):
-    from collapse.chain import _check_inception_weights
+    from collapse.engine.run_opening import _check_inception_weights
     from collapse.errors import UserError
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)

@@ -13,7 +13,7 @@ from collapse.metrics import digits_cnn, features, manifold
 from collapse.metrics.frechet import fid, kid
 from collapse.metrics.inception import WEIGHTS_ENV, weights_location
 from collapse.metrics.manifold import density_coverage
-from collapse.storage import Storage
+from collapse.store.storage import Storage
 
 DIGITS = DataSpace("image", (8, 8, 1))
 
@@ -115,8 +115,8 @@ def digits_net(tmp_path_factory):
 def test_digits_cnn_classifies_the_held_out_digits(digits_net):
     import pyarrow as pa
 
-    from collapse.data.image_sources import real_tables
     from collapse.data.shards import table_to_images
+    from collapse.data.sources import real_tables
 
     table = pa.concat_tables(real_tables("sklearn:digits", "test"))
     x, labels = digits_cnn.to_input(table_to_images(table)), table.column("label").to_numpy()
@@ -132,7 +132,7 @@ def test_digits_cnn_is_cached_in_storage_and_reused(digits_net, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although cached")
 
-    monkeypatch.setattr(digits_cnn, "train", no_training)
+    monkeypatch.setattr(digits_cnn, "train_extractor", no_training)
     again = features.load_digits_cnn(DIGITS, storage)
     for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -142,7 +142,10 @@ def test_digits_cnn_training_is_deterministic(monkeypatch):
     monkeypatch.setattr(digits_cnn, "EPOCHS", 1)
     images = _rng(7).integers(0, 256, size=(128, 8, 8, 1), dtype=np.uint8)
     labels = np.arange(128) % 10
-    first, second = digits_cnn.train(images, labels), digits_cnn.train(images, labels)
+    first, second = (
+        digits_cnn.train_extractor(images, labels),
+        digits_cnn.train_extractor(images, labels),
+    )
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
@@ -152,13 +155,13 @@ def test_digits_cnn_features_separate_real_digits_from_noise(digits_net):
     extract = features.build("digits-cnn", DIGITS, storage)
     import pyarrow as pa
 
-    from collapse.data.image_sources import real_tables
+    from collapse.data.sources import real_tables
 
     train = DIGITS.to_vectors(pa.concat_tables(real_tables("sklearn:digits", "train", limit=360)))
     test = DIGITS.to_vectors(pa.concat_tables(real_tables("sklearn:digits", "test")))
     noise = _rng(8).uniform(-1, 1, size=test.shape).astype(np.float32)
     f_train, f_test, f_noise = extract(train), extract(test), extract(noise)
-    assert f_train.shape == (360, digits_cnn.FEATURES)
+    assert f_train.shape == (360, digits_cnn.FEATURE_DIM)
     assert fid(f_train, f_test) * 10 < fid(f_noise, f_test)
 
 

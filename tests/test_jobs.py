@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from collapse.run_store import RunStore
+from collapse.store.run_store import RunStore
 from tests.ray_head import start_head
 
 REPO = Path(__file__).resolve().parents[1]

@@ -86,7 +86,7 @@ def test_an_accumulate_plan_is_compact_and_plans_the_same_rows_as_one_part_per_g
 def test_the_stores_kept_runs_of_sample_counts_plan_what_a_list_plans():
     """The store keeps runs of equal counts as generations commit, so a plan at generation
     10,000 does not scan 10,000 counts; at every length it plans what the list does."""
-    from collapse.data.sample_counts import SampleCounts
+    from collapse.store.sample_counts import SampleCounts
 
     rng = np.random.default_rng(0)
     counts = list(rng.choice([30, 40], size=60, p=[0.8, 0.2]))

@@ -37,7 +37,7 @@ def test_merging_is_stable_far_from_the_origin():
 @pytest.mark.parametrize("covariance", ["diag", "full"])
 @pytest.mark.parametrize("estimator", ["mle", "unbiased"])
 def test_a_gaussian_fit_from_moments_is_the_fit_of_the_rows(covariance, estimator):
-    from collapse.config.models import GaussianModel
+    from collapse.config.model_section import GaussianModel
 
     config = GaussianModel(family="gaussian", covariance=covariance, estimator=estimator)
     x = np.random.default_rng(2).normal(size=(30, 4)).astype(np.float32)
@@ -55,8 +55,8 @@ def test_an_accumulate_chain_fits_its_real_rows_and_every_earlier_sample(tmp_pat
     """The running total the engine merges generation by generation gives the fit of all the
     rows the plan names, read back from storage."""
     from collapse.data.shards import from_parquet, table_to_vectors
-    from collapse.engine.history import training_samples
-    from collapse.run_store import RunStore
+    from collapse.store.records import training_samples
+    from collapse.store.run_store import RunStore
     from tests.helpers import make_config, run_in_process
 
     config = make_config(
@@ -93,16 +93,16 @@ def test_a_resumed_accumulate_chain_fits_the_bits_of_an_uninterrupted_one(
     """Each generation stores its running total, so a resumed chain reads the latest one, not
     every earlier generation's samples; a run made before totals were stored rebuilds the
     total from the samples in the chain's order. Either way the fits are the same bits."""
-    from collapse.chain import open_run
     from collapse.engine import ChainEngine, LocalBackend
-    from collapse.engine.history import ACCUMULATED, RunHistory
+    from collapse.engine.history import RunHistory
+    from collapse.engine.run_opening import create_or_resume
     from tests.helpers import make_config, run_in_process
 
     def config(where):
         return make_config(str(where), generations=6, data={"loop": "accumulate"})
 
     reference = run_in_process(config(tmp_path / "ref"))
-    open_run(config(tmp_path))
+    create_or_resume(config(tmp_path))
     first = ChainEngine(config(tmp_path), LocalBackend())
     for generation in range(4):
         first.run_generation(generation)
@@ -116,10 +116,10 @@ def test_a_resumed_accumulate_chain_fits_the_bits_of_an_uninterrupted_one(
     fresh = ChainEngine(config(tmp_path), LocalBackend())  # a new process: nothing in memory
     if not stored_totals:
         for record in fresh.store.committed():
-            del record[ACCUMULATED]
+            del record["accumulated"]
     records = [fresh.run_generation(4), fresh.run_generation(5)]
     earlier = sorted({path.split("/")[0] for path in read} - {"gen-0004", "gen-0005"})
     assert earlier == ([] if stored_totals else ["gen-0000", "gen-0001", "gen-0002", "gen-0003"])
     for ours, theirs in zip(records, reference[4:], strict=True):
         assert ours["metrics"] == theirs["metrics"] and ours["model"] == theirs["model"]
-        assert ours[ACCUMULATED] == theirs[ACCUMULATED]
+        assert ours["accumulated"] == theirs["accumulated"]

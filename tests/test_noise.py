@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import stats
 
-from collapse.noise import row_normals, row_uniforms
+from collapse.data.noise import row_normals, row_uniforms
 
 
 def test_rows_do_not_depend_on_batching():

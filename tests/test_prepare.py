@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collapse.data.image_sources import real_tables
+from collapse.data.prepare import prepare
 from collapse.data.shards import table_to_images, table_to_vectors
+from collapse.data.sources import real_tables
 from collapse.errors import UserError
-from collapse.prepare import prepare
 
 
 def test_digits_in_shards_of_the_asked_rows(tmp_path):

@@ -6,13 +6,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from collapse.chain import open_run, run_chain
 from collapse.config import validate
 from collapse.data.dataset import open_dataset
 from collapse.data.mix import plan_mix
 from collapse.data.space import DataSpace
-from collapse.run_store import RunStore
-from collapse.storage import Storage
+from collapse.driver.launch import run_chain
+from collapse.engine.run_opening import create_or_resume
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
 
 pytestmark = pytest.mark.ray_train  # every test here fits on Ray Train workers
 
@@ -108,11 +109,11 @@ def test_image_generation_on_a_tiny_unet(ray_cluster, tmp_path):
 
 
 def test_an_interrupted_generation_continues_from_its_checkpoint(ray_cluster, tmp_path):
-    from collapse.distributed.datasets import training_dataset
     from collapse.distributed.train import train_generation
+    from collapse.distributed.training_set import training_dataset
 
     config = rf_config(tmp_path, "resume", train={"steps": 20, "checkpoint_every": 10})
-    store, _ = open_run(config)
+    store, _ = create_or_resume(config)
     pool = open_dataset(store.storage.uri_of("real/train"))
     space = DataSpace.of_index(pool.index)
     plan = plan_mix("fully_synthetic", 0, 256, 0.0, 256, [])

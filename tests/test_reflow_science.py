@@ -5,7 +5,7 @@ the chain closer, by more than the spread between seeds.
 
 The settings of `configs/sweeps/reflow_seeds.yaml`, cut to 3 generations and seeds 0-2: 8
 Gaussians, 1,024 pairs, an MLP 64x2 trained from scratch for 300 steps in Ray Train's local
-mode (`train.workers: 0`). README.md ("Reproducing the papers") has the 5-seed figures.
+mode (`train.workers: 0`). docs/science.md has the 5-seed figures.
 """
 
 import statistics

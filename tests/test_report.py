@@ -77,7 +77,7 @@ def test_one_run_has_curves_but_no_final_bars(two_runs, tmp_path):
 
 
 def test_each_vector_generation_draws_its_samples_over_the_real_data(two_runs):
-    from collapse.run_store import RunStore
+    from collapse.store.run_store import RunStore
 
     store = RunStore(two_runs[0])
     for record in store.committed():

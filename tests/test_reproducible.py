@@ -12,9 +12,9 @@ import time
 import psutil
 import pytest
 
-from collapse.chain import run_chain
-from collapse.integrity import artifacts
-from collapse.run_store import RunStore
+from collapse.driver.launch import run_chain
+from collapse.store.integrity import artifacts
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 FAMILIES = {

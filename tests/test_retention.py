@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from collapse import retention
 from collapse.errors import UserError
-from collapse.run_store import RunStore
+from collapse.store import retention
+from collapse.store.layout import generation_dir
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 
@@ -18,13 +19,13 @@ def tree_bytes(path) -> int:
 
 def fake_checkpoints(run, generations: int) -> None:
     for g in range(generations):
-        state = run / f"gen-{g:04d}" / "train" / "checkpoint_0" / "state.pt"
+        state = run / generation_dir(g) / "train" / "checkpoint_0" / "state.pt"
         state.parent.mkdir(parents=True)
         state.write_bytes(b"x" * 1000)
 
 
 def kept(run) -> list[int]:
-    return [g for g in range(10) if (run / f"gen-{g:04d}" / "train").exists()]
+    return [g for g in range(10) if (run / generation_dir(g) / "train").exists()]
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_a_generation_without_checkpoints_is_repaired_from_step_0_and_pruned_at_
     prune = retention.prune_checkpoints
 
     def measured(store, committed, keep):  # the generation's bytes at its commit, and after
-        folder = run / f"gen-{committed:04d}"
+        folder = run / generation_dir(committed)
         before = (tree_bytes(folder), tree_bytes(folder / "train"))
         pruned = prune(store, committed, keep)
         sizes.append((*before, tree_bytes(folder), tree_bytes(folder / "train")))

@@ -17,14 +17,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from collapse.chain import open_run
 from collapse.cli import main
 from collapse.config import dump_yaml
 from collapse.engine import ChainEngine, LocalBackend
+from collapse.engine.run_opening import create_or_resume
 from collapse.errors import UserError
-from collapse.lease import LEASE, RunLease
-from collapse.run_store import RunStore
-from collapse.storage import Storage
+from collapse.store.lease import LEASE, RunLease
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
 from tests.helpers import make_config, own_stderr, run_in_process
 
 
@@ -53,7 +53,7 @@ def six_config(storage: Path):
 def six(tmp_path) -> tuple[Path, Path]:
     """A GMM run of 6 generations with 3 committed, and its config file."""
     config = six_config(tmp_path / "runs")
-    open_run(config)
+    create_or_resume(config)
     worker = ChainEngine(config, LocalBackend())
     for generation in range(3):
         worker.run_generation(generation)
@@ -348,7 +348,7 @@ def test_the_ray_workers_of_a_killed_driver_exit(cli_env, tmp_path):
 
     import ray
 
-    from collapse.distributed.chain import NAMESPACE, actor_name
+    from collapse.distributed.chain_actor import NAMESPACE, actor_name
     from collapse.distributed.orphans import stop_left_behind
 
     earlier = set(run_processes())  # actors of earlier tests that are still exiting
@@ -417,8 +417,8 @@ def test_the_ray_workers_of_a_killed_driver_exit(cli_env, tmp_path):
 def test_a_chain_actor_left_by_a_dead_driver_is_reaped_by_the_next(ray_cluster, tmp_path):
     import ray
 
-    from collapse.chain import run_chain
-    from collapse.distributed.chain import NAMESPACE, actor_name
+    from collapse.distributed.chain_actor import NAMESPACE, actor_name
+    from collapse.driver.launch import run_chain
 
     @ray.remote(num_cpus=0)
     class Orphan:
@@ -436,7 +436,7 @@ def test_a_chain_actor_left_by_a_dead_driver_is_reaped_by_the_next(ray_cluster, 
 
 def test_a_checkpoint_that_cannot_be_written_is_named_however_ray_train_wrapped_it():
     """Ray Train reports a worker's failure as text inside its own errors."""
-    from collapse.distributed.train import _storage_cause
+    from collapse.distributed.failures import storage_failure
 
     try:
         try:
@@ -444,12 +444,12 @@ def test_a_checkpoint_that_cannot_be_written_is_named_however_ray_train_wrapped_
         except OSError as worker:
             raise RuntimeError("Training failed: worker group error") from worker
     except RuntimeError as wrapped:
-        assert _storage_cause(wrapped) == ("no space left on device", "free space")
-    assert _storage_cause(RuntimeError("[Errno 30] Read-only file system: '/x'")) == (
+        assert storage_failure(wrapped) == ("no space left on device", "free space")
+    assert storage_failure(RuntimeError("[Errno 30] Read-only file system: '/x'")) == (
         "read-only file system",
         "make it writable",
     )
-    assert _storage_cause(ValueError("something else")) is None
+    assert storage_failure(ValueError("something else")) is None
 
 
 def test_what_a_dead_chain_actor_started_is_found_by_ownership_and_nothing_else():
@@ -493,8 +493,8 @@ def test_a_chain_actor_stopped_mid_training_leaves_no_reserved_cpus_or_cleaner(
 
     import ray
 
-    from collapse.chain import open_run
-    from collapse.distributed.chain import remote_worker
+    from collapse.distributed.chain_actor import remote_worker
+    from collapse.engine.run_opening import create_or_resume
 
     earlier = set(run_processes())
     config = make_config(
@@ -510,7 +510,7 @@ def test_a_chain_actor_stopped_mid_training_leaves_no_reserved_cpus_or_cleaner(
         },
         eval={"metrics": ["w2"]},
     )
-    store, _ = open_run(config)
+    store, _ = create_or_resume(config)
     snapshot = Path(store.uri) / "gen-0000" / "train" / "checkpoint_manager_snapshot.json"
     cpus = ray.available_resources().get("CPU", 0)  # earlier tests' actors may still hold some
     with remote_worker(config) as worker:  # left as an error or Ctrl-C in the driver would

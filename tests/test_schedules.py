@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from collapse.data.mix import fraction_at, fractions, plan_mix, real_counts
+from collapse.config.schedule import fractions
+from collapse.data.mix import fraction_at, plan_mix, real_counts
 from collapse.errors import UserError
-from collapse.stored_config import check_same
+from collapse.store.run_config import check_same
 from tests.helpers import make_config, run_in_process
 
 

@@ -1,5 +1,6 @@
-"""Seeds as an axis (collapse.seeds): runs that differ only in seed are grouped by setting and
-reported by mean, sd and min-max, in `collapse report`'s table and as bands in its curves."""
+"""Seeds as an axis (collapse.report.seed_stats): runs that differ only in seed are grouped by
+setting and reported by mean, sd and min-max, in `collapse report`'s table and as bands in its
+curves."""
 
 import json
 import math
@@ -10,8 +11,9 @@ import pytest
 from PIL import Image
 
 from collapse.cli import main
-from collapse.seeds import across_seeds, group_by_seed, last_common, spread
-from collapse.sweep import SWEEP_FILE, check_sweep, dump_sweep
+from collapse.report.seed_stats import across_seeds, group_by_seed, last_common, spread
+from collapse.store.sweep_trials import SWEEP_FILE
+from collapse.sweeps.definition import check_sweep, dump_sweep
 from tests.helpers import make_config, run_in_process
 
 

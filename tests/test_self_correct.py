@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from collapse.engine import preflight
 from collapse.errors import UserError
 from collapse.strategies import correctors, langevin
 from collapse.strategies.self_correct import correct_rows
@@ -238,7 +239,7 @@ def test_sdedit_on_the_flow_spans_keeping_the_row_to_sampling_anew():
 
 
 def test_ddpm_sdedit_with_the_optimal_predictor_keeps_gaussian_data_gaussian():
-    from collapse.diffusion.ddpm import denoise_from
+    from collapse.families.ddpm.denoising import denoise_from
     from tests.test_ddpm import CONFIG, SCALE, OptimalNoisePredictor
 
     generator = torch.Generator().manual_seed(4)
@@ -271,7 +272,7 @@ def test_the_reference_corrector_denoises_with_generation_0s_model(ray_cluster, 
         assert record["correction"]["rows"] == 256
         assert record["correction"]["mean_distance"] > 0.0
     with pytest.raises(Exception, match="reference denoises with a trained model"):
-        validate({"strategy": {"name": "self_correct", "corrector": "reference"}})
+        preflight.check(validate({"strategy": {"name": "self_correct", "corrector": "reference"}}))
 
 
 def test_knn_in_feature_space_picks_neighbours_by_features_and_moves_pixels():
@@ -284,9 +285,9 @@ def test_knn_in_feature_space_picks_neighbours_by_features_and_moves_pixels():
 
 @pytest.mark.slow
 def test_knn_as_a_ray_data_pass_matches_the_in_process_chain(ray_cluster, tmp_path):
-    from collapse.chain import run_chain
-    from collapse.distributed.correction import nearest_on_ray
-    from collapse.run_store import RunStore
+    from collapse.distributed.knn_search import nearest_on_ray
+    from collapse.driver.launch import run_chain
+    from collapse.store.run_store import RunStore
 
     rng = np.random.default_rng(5)
     rows, real = rng.normal(size=(700, 3)), rng.normal(size=(300, 3))

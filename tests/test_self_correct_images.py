@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collapse.data.shards import from_parquet, table_kind, table_to_images
-from collapse.run_store import RunStore
+from collapse.store.run_store import RunStore
 from tests.helpers import make_config, run_in_process
 
 

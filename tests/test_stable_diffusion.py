@@ -15,15 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from collapse.chain import run_chain
 from collapse.cli import main
 from collapse.config import StableDiffusionModel
-from collapse.diffusion import stable_diffusion as sd
+from collapse.driver.launch import run_chain
+from collapse.engine.latent_cache import captions_of
+from collapse.engine.sampling import draw
 from collapse.errors import UserError
 from collapse.families.stable_diffusion import FAMILY as family
-from collapse.latents import captions_of
-from collapse.run_store import RunStore
-from collapse.sampling import draw
+from collapse.families.stable_diffusion import pipeline_parts as sd
+from collapse.store.run_store import RunStore
 from tests.conftest import free_port
 from tests.helpers import make_config, own_stderr
 from tests.tiny_sd import build_pipeline, captioned_digits

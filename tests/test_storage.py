@@ -7,8 +7,8 @@ import pytest
 
 from collapse.data.shards import from_parquet, table_to_vectors, to_parquet, vectors_to_table
 from collapse.errors import UserError
-from collapse.run_store import RunStore
-from collapse.storage import Storage
+from collapse.store.run_store import RunStore
+from collapse.store.storage import Storage
 
 
 def record(store: RunStore, generation: int, **fields) -> dict:
@@ -157,7 +157,7 @@ def test_resume_checks_the_latest_checksums_and_elsewhere_sizes_where_they_are_c
     store's only when asked, since that is a listing of the whole run (a PUT is whole or
     absent, so there are no short objects to find); the latest generation's are read and
     checksummed everywhere."""
-    from collapse.integrity import first_broken
+    from collapse.store.integrity import first_broken
 
     store = RunStore(run_uri)
     store.storage.check_reachable()

@@ -8,9 +8,9 @@ import yaml
 
 from collapse.cli import main
 from collapse.config import validate
-from collapse.config.strategy import FLAT_DEFAULTS
+from collapse.config.strategy_section import FLAT_DEFAULTS, names
 from collapse.errors import UserError
-from collapse.strategies import get_strategy, names
+from collapse.strategies import get_strategy
 from tests.helpers import make_config, own_stderr, run_in_process
 
 FLOW = {"family": "rectified_flow"}

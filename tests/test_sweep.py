@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from collapse.cli import main
+from collapse.config.sweep_space import trial_config, trial_name
 from collapse.errors import UserError
-from collapse.run_store import RunStore
-from collapse.sweep import check_sweep, load_sweep, open_sweep, trial_config, trial_name
+from collapse.store.run_store import RunStore
+from collapse.sweeps.definition import check_sweep, create_or_resume_sweep, load_sweep
 from tests.helpers import own_stderr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,11 +99,11 @@ def test_trial_config_applies_the_point_and_places_the_run_in_the_sweep(tmp_path
 
 def test_a_changed_sweep_is_refused(tmp_path):
     first = load_sweep(sweep_file(tmp_path, space={"seed": [0, 1]}))
-    assert open_sweep(first) is False
-    assert open_sweep(first) is True  # the same sweep again: resume
+    assert create_or_resume_sweep(first) is False
+    assert create_or_resume_sweep(first) is True  # the same sweep again: resume
     changed = load_sweep(sweep_file(tmp_path, space={"seed": [0, 1, 2]}))
     with pytest.raises(UserError, match="differs in: space.seed"):
-        open_sweep(changed)
+        create_or_resume_sweep(changed)
 
 
 @pytest.mark.slow

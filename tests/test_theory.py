@@ -1,4 +1,5 @@
-"""ALGORITHMS.md's closed forms for Gaussian refitting, checked through the chain engine.
+"""The closed forms of Gaussian refitting (Shumailov et al. 2024; Borji 2024), checked through
+the chain engine.
 
 The `sigma2` of generation g is the variance fitted by G_g, which has been refit g + 1 times
 since the true N(0, 1) (generation 0 fits real data). Averaging over many independent dims makes

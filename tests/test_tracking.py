@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import collapse
-from collapse.flow.interpolant import flow_matching_objective
+from collapse.families.rectified_flow.interpolant import flow_matching_objective
 from collapse.training.loop import train
 from collapse.training.nets import VectorField
 from collapse.training.state import TrainSettings, TrainState

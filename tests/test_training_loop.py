@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from collapse.flow.interpolant import flow_matching_objective
-from collapse.flow.samplers import euler_forward
+from collapse.families.rectified_flow.interpolant import flow_matching_objective
+from collapse.families.rectified_flow.samplers import euler_forward
 from collapse.training.ema import EMA
 from collapse.training.loop import pairs, train
 from collapse.training.nets import VectorField
@@ -94,7 +94,7 @@ class _Still(torch.nn.Module):
 
 
 def test_online_pairs_mix_reverse_real_pairs_and_forward_synthetic_pairs():
-    from collapse.flow.online import online_pairs
+    from collapse.families.rectified_flow.online_pairs import online_pairs
 
     make = online_pairs(
         _Still(), batch_size=8, row_shape=(1, 2, 2), forward_steps=3, reverse_steps=3

@@ -4,9 +4,10 @@ jobs | bench.
 User errors exit 2 with one line on stderr and no traceback; bugs keep their traceback.
 
 - `parser`: every subcommand's arguments and help (`build_parser`).
-- `runs`: run, resume and evaluate, the commands on one chain run.
-- `sweeps`: sweep. `jobs`: submit and jobs, on a Ray cluster's job server.
-- `reports`: report. `prepare`: prepare. `bench`: bench.
+- `chain_commands`: run, resume and evaluate, the commands on one chain run.
+- `sweep_command`: sweep. `job_commands`: submit and jobs, on a Ray cluster's job server.
+- `report_command`: report. `list_command`: list. `prepare_command`: prepare.
+  `bench_command`: bench.
 
 `main` is the console script (`collapse.cli:main`); `python -m collapse.cli` runs it too.
 """
@@ -18,18 +19,18 @@ import os
 import sys
 from collections.abc import Callable
 
-from collapse.cli.bench import run_benchmark
-from collapse.cli.jobs import manage_jobs, submit_job
+from collapse.cli.bench_command import run_benchmark
+from collapse.cli.chain_commands import evaluate_run, resume_run, start_run
+from collapse.cli.job_commands import manage_jobs, submit_job
 from collapse.cli.parser import build_parser
-from collapse.cli.prepare import prepare_source
-from collapse.cli.reports import print_report
-from collapse.cli.runs import evaluate_run, resume_run, start_run
-from collapse.cli.sweeps import start_sweep
+from collapse.cli.prepare_command import prepare_source
+from collapse.cli.report_command import print_report
+from collapse.cli.sweep_command import start_sweep
 from collapse.errors import UserError, one_line
 
 
 def _list(args: argparse.Namespace) -> None:
-    from collapse.catalog import format_entries
+    from collapse.cli.list_command import format_entries
 
     print(format_entries(args.kind))
 

@@ -4,15 +4,16 @@ errors are one line (`UserError`), not usage and an error."""
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
-from collapse.catalog import KINDS
-from collapse.cli.bench import BENCHMARKS
+from collapse.cli.bench_command import BENCHMARKS
+from collapse.cli.list_command import KINDS
 from collapse.config import FEATURES, RESUME_SAFE
 from collapse.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + error
+    def error(self, message: str) -> NoReturn:  # one line, not usage + error
         command = self.prog.removeprefix("collapse").strip()  # main() says "collapse: error:"
         raise UserError(f"{command}: {message}" if command else message)
 

@@ -1,26 +1,24 @@
-"""Typed, validated chain configuration: DESIGN.md's keys as pydantic models.
+"""Typed, validated chain configuration: pure schema, no code of what it configures.
 
 Config is data. Every key is validated strictly (unknown keys and wrong types are errors, not
 silently coerced) so that a typo in a sweep never runs a week of GPU time with a default value.
 Validation failures become one line naming the key and what is allowed (`UserError`).
 
-One module per part: `data`, `models` (and its `nets`), `strategy` and `sections` (train,
-sample, eval, tracking) are the sections, `chain` the whole config and its cross-section rules,
-`text` the YAML, `overrides` the `--set` keys, `errors` the one-line messages, `resume` what a
-resumed run may change. `models.FAMILIES` is the registry of model families. This package's
-namespace is the public surface.
+One module per part: the sections (`data_section`, `model_section` and its `net_section`,
+`strategy_section`, `step_sections`: train, sample, eval, tracking), `chain` (the whole config
+and its cross-section rules), `schedule` (real-fraction schedules), `metric_names`,
+`sweep_schema` and `sweep_space` (a sweep file and its points), `yaml_text`, `overrides`
+(`--set`), `loading`, `messages` (one-line errors) and `resume_rules`. The registries
+`model_section.FAMILIES` and `strategy_section.STRATEGIES` name each family's and strategy's
+code by module path; nothing here imports it (checks that need it: `collapse.engine.preflight`).
+This package's namespace is the public surface of a chain config.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
-
 from collapse.config.base import Section
 from collapse.config.chain import ChainConfig, check_data_needs
-from collapse.config.data import (
+from collapse.config.data_section import (
     BUILTIN_ROWS,
     BUILTIN_SOURCES,
     EXACT_SOURCES,
@@ -30,10 +28,17 @@ from collapse.config.data import (
     TOY_SOURCES,
     DataConfig,
     data_kind,
-    real_count,
 )
-from collapse.config.errors import describe_errors
-from collapse.config.models import (
+from collapse.config.loading import load_config, validate
+from collapse.config.messages import describe_errors
+from collapse.config.metric_names import (
+    FEATURES,
+    FLOW_METRICS,
+    IMAGE_METRICS,
+    METRICS,
+    VECTOR_METRICS,
+)
+from collapse.config.model_section import (
     FAMILIES,
     DDPMModel,
     GaussianModel,
@@ -42,39 +47,26 @@ from collapse.config.models import (
     ModelConfig,
     NetModel,
     RectifiedFlowModel,
-    Registration,
     StableDiffusionModel,
     model_problem,
 )
-from collapse.config.nets import MLPNet, UNetNet
+from collapse.config.net_section import MLPNet, UNetNet
 from collapse.config.overrides import apply_overrides, deep_copy, set_key
-from collapse.config.resume import RESUME_SAFE, differing_keys, flatten, resume_safe
-from collapse.config.sections import (
-    FEATURES,
-    FLOW_METRICS,
-    IMAGE_METRICS,
-    METRICS,
-    VECTOR_METRICS,
+from collapse.config.resume_rules import RESUME_SAFE, differing_keys, flatten, resume_safe
+from collapse.config.schedule import real_count
+from collapse.config.step_sections import (
     EvalConfig,
     SampleConfig,
     TrackingConfig,
     TrainConfig,
 )
-from collapse.config.strategy import StrategyConfig
-from collapse.config.text import dump_yaml, parse_yaml, read_config_file
-from collapse.errors import UserError
-
-
-def validate(raw: dict[str, Any]) -> ChainConfig:
-    try:
-        return ChainConfig.model_validate(raw)
-    except ValidationError as err:
-        raise UserError(describe_errors(err)) from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ChainConfig:
-    return validate(apply_overrides(read_config_file(path), overrides or []))
-
+from collapse.config.strategy_section import (
+    STRATEGIES,
+    SelfCorrectConfig,
+    StrategyConfig,
+    StrategySection,
+)
+from collapse.config.yaml_text import dump_yaml, parse_yaml, read_config_file
 
 __all__ = [
     "BUILTIN_ROWS",
@@ -89,6 +81,7 @@ __all__ = [
     "METRICS",
     "RESUME_SAFE",
     "SOURCE_FORMS",
+    "STRATEGIES",
     "TOY_SOURCES",
     "VECTOR_METRICS",
     "ChainConfig",
@@ -102,11 +95,12 @@ __all__ = [
     "ModelConfig",
     "NetModel",
     "RectifiedFlowModel",
-    "Registration",
     "SampleConfig",
     "Section",
+    "SelfCorrectConfig",
     "StableDiffusionModel",
     "StrategyConfig",
+    "StrategySection",
     "TrackingConfig",
     "TrainConfig",
     "UNetNet",

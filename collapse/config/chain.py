@@ -5,22 +5,17 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from collapse.config.base import Section
-from collapse.config.data import (
-    BUILTIN_ROWS,
-    DataConfig,
-    data_kind,
-)
-from collapse.config.models import GaussianModel, ModelConfig, model_problem
-from collapse.config.sections import (
-    IMAGE_METRICS,
-    VECTOR_METRICS,
+from collapse.config.data_section import BUILTIN_ROWS, DataConfig, data_kind
+from collapse.config.metric_names import IMAGE_METRICS, VECTOR_METRICS, flow_problem
+from collapse.config.model_section import GaussianModel, ModelConfig, model_problem
+from collapse.config.schedule import real_counts, schedule_problem
+from collapse.config.step_sections import (
     EvalConfig,
     SampleConfig,
     TrackingConfig,
     TrainConfig,
 )
-from collapse.config.strategy import StrategyConfig
-from collapse.strategies.none import NoStrategyConfig
+from collapse.config.strategy_section import NoStrategyConfig, StrategyConfig
 
 
 class ChainConfig(Section):
@@ -35,6 +30,11 @@ class ChainConfig(Section):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def samples_per_generation(self) -> int:
+        """`sample.n` as validation resolved it (`data.n_train` where it was not given)."""
+        return self.data.n_train if self.sample.n is None else self.sample.n
 
     @model_validator(mode="after")
     def _resolve(self) -> ChainConfig:
@@ -62,8 +62,6 @@ class ChainConfig(Section):
             )
         if self.eval.metrics is None and kind is not None:
             self.eval.metrics = list(VECTOR_METRICS if kind == "vector" else IMAGE_METRICS)
-        from collapse.data.mix import real_counts, schedule_problem
-
         data = self.data
         problem = schedule_problem(data.real_fraction, self.generations)
         if problem:
@@ -85,9 +83,10 @@ class ChainConfig(Section):
 
 def check_data_needs(config: ChainConfig) -> None:
     """What the data must give that is known before any is read: rows of a built-in source,
-    rows for the metrics, real rows for the strategies that pair them, images for the image
-    extractors, and a user corrector that imports. ValueError (a config error) otherwise."""
-    data, strategy, features = config.data, config.strategy, config.eval.features
+    a model and metrics that suit the data's kind, images for the image extractors. ValueError
+    (a config error) otherwise. What needs the registries of code (a strategy's needs, the rows
+    a metric needs) is `collapse.engine.preflight`'s."""
+    data, features = config.data, config.eval.features
     problem = model_problem(config.model, data_kind(data.real))  # a parquet's: when opened
     if problem:
         raise ValueError(problem)
@@ -100,20 +99,7 @@ def check_data_needs(config: ChainConfig) -> None:
             rows = split_rows[split == "test"]
             if have > rows:
                 raise ValueError(f"{key}: {data.real} has {rows} {split} rows, got {have}")
-    if config.eval.metrics is not None:
-        from collapse.metrics import rows_problem
-
-        problem = rows_problem(config.eval.metrics, data.n_eval, config.sample.n)
-        if problem:
-            raise ValueError(problem)
-        from collapse.metrics.flow import flow_problem
-
-        problem = flow_problem(config.eval.metrics, config.model.family)
-        if problem:
-            raise ValueError(problem)
-    from collapse.strategies import get_strategy
-
-    problem = get_strategy(strategy.name).check(config)  # its family, real rows, corrector
+    problem = flow_problem(config.eval.metrics, config.model.family)
     if problem:
         raise ValueError(problem)
     if data_kind(data.real) == "vector" and features in ("digits-cnn", "inception"):

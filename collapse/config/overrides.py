@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collapse.config.text import parse_yaml
+from collapse.config.yaml_text import parse_yaml
 from collapse.errors import UserError
 
 

@@ -20,6 +20,7 @@ what is read.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -52,7 +53,9 @@ class _Shard(_Strict):
     rows: int = Field(ge=0, le=MAX_ROWS)
     bytes: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    ids: list[int] = Field(None, min_length=2, max_length=2)  # absent, never null
+    # absent reads None (the shards hold ids 0, 1, ... in order); a null given is refused, as
+    # list[int] is strict: the default is deliberately outside the declared type
+    ids: list[int] = Field(None, min_length=2, max_length=2)  # type: ignore[arg-type]
 
 
 class _Index(_Strict):
@@ -182,7 +185,7 @@ def _fixed(size: int, value: str) -> Any:
     return check
 
 
-def schema_fault(schema: pa.Schema, index: dict[str, Any]) -> str | None:
+def schema_fault(schema: pa.Schema, index: Mapping[str, Any]) -> str | None:
     """What is wrong with a shard's column types for this (checked) index, or None."""
     dim = index["dim"] if index["kind"] == "vector" else int(np.prod(index["shape"]))
     wants = {
@@ -207,7 +210,7 @@ def schema_fault(schema: pa.Schema, index: dict[str, Any]) -> str | None:
 
 
 def row_fault(
-    batch: pa.RecordBatch | pa.Table, first_row: int, index: dict[str, Any]
+    batch: pa.RecordBatch | pa.Table, first_row: int, index: Mapping[str, Any]
 ) -> str | None:
     """What is wrong with the values of a batch whose first row is `first_row` of the dataset
     (`schema_fault` already passed), as `row N: ...`, or None."""

@@ -11,21 +11,42 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from typing_extensions import NotRequired
 
 from collapse.data.checks import DATASET_FORMAT, check_index, row_fault, schema_fault
 from collapse.data.shards import table_column_array, table_kind, to_parquet
 from collapse.errors import UserError
-from collapse.storage import Storage
+from collapse.store.records import Artifact
+from collapse.store.storage import Storage
 
 DATASET_INDEX = "_dataset.json"
 # Big enough that listing and opening shards costs nothing next to reading them, small enough
 # that a writer or a reader holds only one comfortably in memory.
 SHARD_BYTES = 96 * 2**20
+
+
+class _Layout(TypedDict, total=False):
+    shape: list[int]  # images: (H, W, C)
+    dim: int  # vectors
+
+
+class DatasetIndex(_Layout):
+    """`_dataset.json`: the dataset's format, what it was prepared from, its kind and layout
+    (`dim` or `shape`), its rows and columns, and every shard with its rows, size and sha256.
+    A user's own index is checked against this shape (`collapse.data.checks`) before use."""
+
+    format: int
+    source: NotRequired[str | None]
+    split: NotRequired[str | None]
+    kind: str
+    rows: int
+    columns: list[str]
+    shards: list[Artifact]
 
 
 def shard_name(i: int) -> str:
@@ -39,8 +60,8 @@ def write_dataset(
     source: str,
     split: str,
     rows_per_shard: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+    progress: Callable[[int], object] | None = None,
+) -> DatasetIndex:
     """Re-cut a stream of tables into equal shards, then publish their index; returns the index.
 
     Only about one shard of rows is held at a time, so a source of any size streams through.
@@ -60,7 +81,7 @@ def write_dataset(
             "stored as fixed-size lists of float32"
         )
     shape = _image_shape(first) if kind == "image" else None
-    layout = {"shape": list(shape)} if shape else {"dim": schema.field("x").type.list_size}
+    layout: _Layout = {"shape": list(shape)} if shape else {"dim": schema.field("x").type.list_size}
     fault = schema_fault(schema, {"kind": kind, **layout})
     if fault:
         raise ValueError(fault)
@@ -71,7 +92,7 @@ def write_dataset(
 
     if storage.exists(DATASET_INDEX):
         storage.fs.delete_file(storage.path(DATASET_INDEX))
-    shards: list[dict[str, Any]] = []
+    shards: list[Artifact] = []
 
     def flush(shard: pa.Table) -> None:
         name = shard_name(len(shards))
@@ -100,7 +121,7 @@ def write_dataset(
         table = next(stream, None)
     if pending_rows:
         flush(pa.concat_tables(pending))
-    total = sum(s["rows"] for s in shards)
+    total = sum(s["rows"] or 0 for s in shards)  # a dataset's shards all count their rows
     if total == 0:
         raise ValueError("write_dataset got no rows")
 
@@ -109,7 +130,7 @@ def write_dataset(
         if name.startswith("part-") and name.endswith(".parquet") and name not in kept:
             storage.fs.delete_file(storage.path(name))
 
-    index: dict[str, Any] = {
+    index: DatasetIndex = {
         "format": DATASET_FORMAT,
         "source": source,
         "split": split,
@@ -134,13 +155,13 @@ def _image_shape(table: pa.Table) -> tuple[int, int, int]:
 class Dataset:
     """A dataset opened through its index; shards are read, and checked, only when asked for."""
 
-    def __init__(self, storage: Storage, index: dict[str, Any]):
+    def __init__(self, storage: Storage, index: DatasetIndex):
         self._storage = storage
         self.uri = storage.uri
         self.index = index
         self.kind: str = index["kind"]
         self.rows: int = index["rows"]
-        self._shards: list[dict[str, Any]] = index["shards"]
+        self._shards: list[Artifact] = index["shards"]
         self._starts = np.cumsum([0] + [s["rows"] for s in self._shards])
 
     def shard_uris(self) -> list[str]:

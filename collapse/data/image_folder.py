@@ -112,7 +112,7 @@ def _load_image(
     except _UNDECODABLE as err:
         raise UserError(f"{path}: not a readable image ({_first_line(err)})") from None
     if size is not None:
-        image = ImageOps.fit(image, (size, size), Image.BICUBIC)
+        image = ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC)
     elif shape is not None and image.size != shape:
         raise UserError(
             f"{path}: {image.size[0]}x{image.size[1]} but the first image is "

@@ -7,9 +7,10 @@ splits), so a run carries the exact real rows it was measured against, wherever 
 n_eval rows right after the pool, never trained on.
 
 The data a run reads is checked whole before its first generation trains
-(`collapse.data.checks`): the user's own data (a parquet dataset, a folder) by `check`, before
-anything is written to the run, and the run's copies of built-in sources by `ensure`, once
-they are prepared.
+(`collapse.data.checks`): the user's own data (a parquet dataset, a folder) by
+`check_user_data`, before anything is written to the run
+(`collapse.engine.preflight.check_real_data` first checks that a parquet dataset's rows suit
+the config), and the run's copies of built-in sources by `ensure`, once they are prepared.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from collapse.config import IMAGE_METRICS, VECTOR_METRICS, ChainConfig, model_problem
+from collapse.config import ChainConfig
 from collapse.errors import UserError
-from collapse.run_layout import CONFIG
-from collapse.run_store import RunStore
+from collapse.store.layout import CONFIG
+from collapse.store.run_store import RunStore
 
 if TYPE_CHECKING:
-    from collapse.data.space import DataSpace
+    from collapse.data.dataset import Dataset
 
 REAL_DIR = "real"  # built-in sources, prepared into the run
 
@@ -53,28 +54,38 @@ def locate(config: ChainConfig, store: RunStore) -> RealData:
     )
 
 
-def check(config: ChainConfig, store: RunStore) -> None:
-    """The data check of the user's own real data, before anything is written to the run: a
-    parquet dataset's index, row counts, fit to the config and every value of every shard; a
-    folder's image count and every image, decoded one at a time (unless a resumed run has
-    its copy, which `ensure` checks). Each fault is one UserError naming the file."""
-    from collapse.data.dataset import DATASET_INDEX, open_dataset
-    from collapse.data.image_sources import real_tables
-    from collapse.data.space import DataSpace
+def parquet_dataset(config: ChainConfig) -> Dataset | None:
+    """A `parquet:URI` source's dataset, opened and holding the rows the run needs (None for
+    every other source). Its index says the kind and shape of its rows, which the config could
+    not know (`collapse.engine.preflight.check_data_fit` checks them before `check_user_data`)."""
+    from collapse.data.dataset import open_dataset
 
     data = config.data
     kind, _, rest = data.real.partition(":")
-    if kind == "parquet":
-        dataset = open_dataset(rest)
-        need = data.n_real + data.n_eval
-        if dataset.rows < need:
-            raise UserError(
-                f"data.n_eval: the run needs {need} rows of {dataset.uri} (data.n_real "
-                f"{data.n_real} + data.n_eval {data.n_eval}), which has {dataset.rows}"
-            )
-        check_fit(config, DataSpace.of_index(dataset.index), dataset.uri)
+    if kind != "parquet":
+        return None
+    dataset = open_dataset(rest)
+    need = data.n_real + data.n_eval
+    if dataset.rows < need:
+        raise UserError(
+            f"data.n_eval: the run needs {need} rows of {dataset.uri} (data.n_real "
+            f"{data.n_real} + data.n_eval {data.n_eval}), which has {dataset.rows}"
+        )
+    return dataset
+
+
+def check_user_data(config: ChainConfig, store: RunStore, dataset: Dataset | None = None) -> None:
+    """The data check of the user's own real data, before anything is written to the run:
+    every value of every shard of a parquet `dataset` (`parquet_dataset`); a folder's image
+    count and every image, decoded one at a time (unless a resumed run has its copy, which
+    `ensure` checks). Each fault is one UserError naming the file."""
+    from collapse.data.dataset import DATASET_INDEX
+    from collapse.data.sources import real_tables
+
+    data = config.data
+    if dataset is not None:
         dataset.verify()
-    elif kind == "folder":
+    elif data.real.startswith("folder:"):
         copy = locate(config, store).pool_uri
         if store.storage.exists(CONFIG) and RunStore(copy).storage.exists(DATASET_INDEX):
             return
@@ -89,34 +100,16 @@ def check(config: ChainConfig, store: RunStore) -> None:
             pass
 
 
-def check_fit(config: ChainConfig, space: DataSpace, uri: str) -> None:
-    """What the config asks of data it could not see (a parquet dataset's kind and shape):
-    image features and families need images of a shape they read, metrics enough rows."""
-    from collapse.metrics import features, rows_problem
-
-    if config.model.family == "stable_diffusion" and space.kind != "image":
-        raise UserError(f"model.family: stable_diffusion needs images; {uri} holds vectors")
-    problem = model_problem(config.model, space.kind)
-    if problem:
-        raise UserError(f"{problem} ({uri} holds {space.kind}s)")
-    features.check_fits(features.resolve(config.eval.features, space), space)
-    default = VECTOR_METRICS if space.kind == "vector" else IMAGE_METRICS
-    problem = rows_problem(config.eval.metrics or default, config.data.n_eval, config.sample.n)
-    if problem:
-        raise UserError(problem)
-
-
 def ensure(config: ChainConfig, store: RunStore) -> RealData:
     """Prepare the run's real data if it is not there yet and check the run's copies before
-    any training: every shard and value (a parquet dataset was checked by `check`) and the
+    any training: every shard and value (a parquet dataset was checked by `check_user_data`) and the
     row counts."""
     from collapse.data.dataset import DATASET_INDEX, open_dataset
-    from collapse.prepare import prepare
+    from collapse.data.prepare import prepare
 
     real = locate(config, store)
     data = config.data
     kind, _, rest = data.real.partition(":")
-    common = {"seed": config.seed, "dim": data.dim}
     if kind == "folder":
         jobs = [(real.pool_uri, "train", data.n_real + data.n_eval, f"folder:{rest}")]
     elif kind != "parquet":
@@ -128,9 +121,9 @@ def ensure(config: ChainConfig, store: RunStore) -> RealData:
         jobs = []
     for uri, split, limit, source in jobs:
         if not RunStore(uri).storage.exists(DATASET_INDEX):
-            prepare(source, uri, split=split, limit=limit, **common)
+            prepare(source, uri, split=split, limit=limit, seed=config.seed, dim=data.dim)
     datasets = {uri: open_dataset(uri) for uri in (real.pool_uri, real.held_out_uri)}
-    if kind != "parquet":  # a parquet dataset was checked by `check`, before the run began
+    if kind != "parquet":  # checked by `check_user_data`, before the run began
         for dataset in datasets.values():
             dataset.verify()
     for uri, (_, stop), what in (

@@ -1,4 +1,4 @@
-"""The shard schema (DESIGN.md "Shards") and parquet encoding of shards.
+"""The shard schema (docs/run-layout.md) and parquet encoding of shards.
 
 One row per example. The data is either a vector, `x` (a fixed-size float32 list, so a reader
 recovers the (n, d) array without copying row by row), or an image, `image` (raw uint8 HWC
@@ -11,7 +11,7 @@ any mixed training set can be traced back to where each of its rows came from.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,11 +151,11 @@ def from_parquet(data: bytes) -> pa.Table:
     return pq.read_table(pa.BufferReader(data))
 
 
-def id_spans(shards: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+def id_spans(shards: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
     """Each shard's [lo, hi) of row ids, from an index's shard list: a shard names its range
     (`ids`), or else shards hold ids 0, 1, ... in order."""
     starts = np.cumsum([0] + [s["rows"] for s in shards])
-    return [
-        tuple(int(v) for v in s.get("ids", (lo, hi)))
-        for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
+    spans = [
+        s.get("ids", (lo, hi)) for s, lo, hi in zip(shards, starts[:-1], starts[1:], strict=True)
     ]
+    return [(int(lo), int(hi)) for lo, hi in spans]

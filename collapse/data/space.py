@@ -8,6 +8,7 @@ chain, as it is for any generative model whose outputs are saved as pictures.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -29,7 +30,7 @@ class DataSpace:
     shape: tuple[int, ...]  # (d,) or (H, W, C)
 
     @classmethod
-    def of_index(cls, index: dict[str, Any]) -> DataSpace:
+    def of_index(cls, index: Mapping[str, Any]) -> DataSpace:
         """The space of a prepared dataset, from its `_dataset.json`."""
         if index["kind"] == "image":
             return cls("image", tuple(int(v) for v in index["shape"]))

@@ -27,12 +27,12 @@ from typing import Any
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-import collapse
 from collapse.errors import UserError
 
 TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-_ENTRYPOINTS = Path(collapse.__file__).resolve().parents[1] / "ray_jobs"
+_PACKAGE = Path(__file__).resolve().parents[1]  # collapse/, which a job ships as a py_module
+_ENTRYPOINTS = _PACKAGE.parent / "ray_jobs"
 
 
 def auth_headers() -> dict[str, str]:
@@ -93,7 +93,7 @@ def submit(address: str, kind: str, config_yaml: str, name: str) -> str:
         command = f"python ray_jobs/{entry} --config config.yaml"
         runtime_env = {
             "working_dir": staging,
-            "py_modules": [str(Path(collapse.__file__).parent)],
+            "py_modules": [str(_PACKAGE)],
         }
         jobs = client(address)
         with _calls(address):

@@ -73,7 +73,7 @@ def _placement_groups() -> list[tuple[bytes, str, bool]]:
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
-    table = gcs_pb2.PlacementGroupTableData
+    table = gcs_pb2.PlacementGroupTableData  # type: ignore[attr-defined]  # protoc: made at import
     found = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         group = table.FromString(raw)

@@ -16,22 +16,20 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from collapse.chain import open_run
-from collapse.distributed.chain import remote_worker
+from collapse.config.sweep_schema import SweepConfig
+from collapse.config.sweep_space import distribution, first_point, trial_config, trial_name
+from collapse.distributed.chain_actor import remote_worker
 from collapse.distributed.runtime import ensure_ray, storage_settings, use_storage_settings
-from collapse.distributed.tracking import tune_callbacks
+from collapse.distributed.tune_trackers import tune_callbacks
+from collapse.engine.run_opening import create_or_resume
 from collapse.families import get_family
-from collapse.storage import Storage
-from collapse.sweep import (
-    SweepConfig,
+from collapse.store.records import GenerationRecord
+from collapse.store.storage import Storage
+from collapse.store.sweep_trials import (
     behind,
-    distribution,
     extended_trial_config,
     extension_experiment,
-    first_point,
     stored_trials,
-    trial_config,
-    trial_name,
 )
 
 EXPERIMENT = "tune"
@@ -165,15 +163,15 @@ def _trial(params: dict[str, Any], sweep: SweepConfig, settings: dict[str, str])
     else:
         index = _index(tune.get_context().get_trial_id())
         config = trial_config(sweep, params, trial_name(index, params))
-    store, start = open_run(config)
+    store, start = create_or_resume(config)
     if start >= config.generations:  # finished before the driver died: say so once more
         tune.report(_result(store.record(store.count() - 1)))
         return
     placement = {"num_cpus": 0, "num_gpus": sweep.resources.gpus, "scheduling_strategy": "DEFAULT"}
-    with remote_worker(config, **placement) as worker:
+    with remote_worker(config, lease_token=None, **placement) as worker:
         for record in worker.run_generations(start, config.generations):
             tune.report(_result(record))
 
 
-def _result(record: dict[str, Any]) -> dict[str, Any]:
+def _result(record: GenerationRecord) -> dict[str, Any]:
     return {**record["metrics"], "generation": record["generation"]}

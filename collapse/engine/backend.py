@@ -4,7 +4,7 @@ and a `Trainer` (where the backend has one) a trained family's training and VAE 
 
 `LocalBackend` runs everything in this process and has no trainer: closed-form chains
 (gaussian, kde, gmm) run on it with nothing of Ray imported, and an engine given a trained
-family refuses it in one line. The Ray backend (`collapse.distributed.backend`) trains on Ray
+family refuses it in one line. The Ray backend (`collapse.distributed.ray_backend`) trains on Ray
 Train and moves the rest to Ray tasks where the config asks; `collapse run` uses it. A chain's
 results do not depend on its backend: every draw is keyed by (seed, purpose, generation, row).
 """
@@ -17,20 +17,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from collapse.config import ChainConfig
+from collapse.data.feed.decode import LatentRows
 from collapse.data.space import DataSpace
-from collapse.evaluation import Evaluator
-from collapse.run_store import RunStore
-from collapse.storage import Storage
-from collapse.strategies.protocol import TrainingInputs
+from collapse.engine.evaluation import Evaluator
+from collapse.engine.sampling import SampleJob, sample_in_process
+from collapse.store.records import Artifact
+from collapse.store.storage import Storage
+from collapse.strategies.protocol import PerBatch, TrainingInputs
 
-Shards = list[dict[str, Any]]
+Shards = list[Artifact]
 
 
 @dataclass(frozen=True)
 class TrainingJob:
     """One trained generation's training: what it reads (`inputs`, as the strategy shaped
     them; `samples`: each planned generation's (storage, sample shards); `latents`: a latent
-    family's (pretrained, latent shape), whose shards are then latent caches), its warm start
+    family's latent rows, whose shards are then latent caches), its warm start
     `init`, the strategy's `per_batch` settings, and the seed its feed is ordered by."""
 
     config: ChainConfig
@@ -39,9 +41,9 @@ class TrainingJob:
     space: DataSpace
     inputs: TrainingInputs
     samples: dict[int, tuple[Storage, Shards]]
-    latents: tuple[str, tuple[int, ...]] | None
+    latents: LatentRows | None
     init: dict[str, np.ndarray] | None
-    per_batch: dict[str, Any] | None
+    per_batch: PerBatch | None
     seed: int
 
 
@@ -53,24 +55,16 @@ class Trainer(Protocol):
     def encode(
         self, pretrained: str, space: DataSpace, jobs: list[tuple[str, str, str]], target: str
     ) -> Shards:
-        """VAE encoding of image shards into a latent cache (`collapse.latents`)."""
+        """VAE encoding of image shards into a latent cache (`collapse.engine.latent_cache`)."""
 
 
 class Backend(Protocol):
-    trainer: Trainer | None  # None: trained families cannot run here
+    @property
+    def trainer(self) -> Trainer | None:
+        """Where a trained family trains (None: trained families cannot run here)."""
 
-    def sample(
-        self,
-        config: ChainConfig,
-        store: RunStore,
-        space: DataSpace,
-        family: Any,
-        params: dict[str, np.ndarray],
-        model: dict[str, Any],
-        generation: int,
-    ) -> tuple[Shards, Shards]:
-        """Draw and store a generation's samples: (sample shards, grid shards); `model` is
-        its stored params.npz artifact (what a remote sampler loads)."""
+    def sample(self, job: SampleJob) -> tuple[Shards, Shards]:
+        """Draw and store a generation's samples: (sample shards, grid shards)."""
 
     def evaluate(self, evaluator: Evaluator, samples: np.ndarray) -> dict[str, Any]:
         """{"metrics", "feature_extractor"} of the samples against the held-out rows."""
@@ -90,24 +84,13 @@ class Backend(Protocol):
 class LocalBackend:
     """Everything in this process, whatever the config's worker counts say (they say where
     work runs, not what it computes), and a trained family's training on `trainer` if one is
-    given (tests give the Ray one: `collapse.distributed.backend.RayTrainer`)."""
+    given (tests give the Ray one: `collapse.distributed.ray_backend.RayTrainer`)."""
 
     def __init__(self, trainer: Trainer | None = None):
         self.trainer = trainer
 
-    def sample(
-        self,
-        config: ChainConfig,
-        store: RunStore,
-        space: DataSpace,
-        family: Any,
-        params: dict[str, np.ndarray],
-        model: dict[str, Any],
-        generation: int,
-    ) -> tuple[Shards, Shards]:
-        from collapse.sampling import sample_in_process
-
-        return sample_in_process(config, store, space, family, params, generation)
+    def sample(self, job: SampleJob) -> tuple[Shards, Shards]:
+        return sample_in_process(job)
 
     def evaluate(self, evaluator: Evaluator, samples: np.ndarray) -> dict[str, Any]:
         return evaluator(samples)

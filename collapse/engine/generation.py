@@ -19,25 +19,36 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
-from collapse import export, pictures, retention
 from collapse.config import ChainConfig
-from collapse.data.mix import MixPart, plan_mix, used_fraction
+from collapse.config.metric_names import FLOW_ROWS, headline, requested
+from collapse.config.schedule import used_fraction
+from collapse.data.mix import MixPart, plan_mix
+from collapse.data.noise import row_normals
 from collapse.data.shards import from_parquet, table_to_images
+from collapse.engine import pictures
 from collapse.engine.backend import Backend
-from collapse.engine.history import ACCUMULATED, RunHistory
-from collapse.engine.training import Fitted, fit_closed_form, train_generation
+from collapse.engine.evaluation import Evaluator
+from collapse.engine.fit import FitContext, Fitted, fit_closed_form, fit_trained
+from collapse.engine.history import RunHistory
+from collapse.engine.sampling import SampleJob
 from collapse.errors import UserError
-from collapse.evaluation import Evaluator
 from collapse.families import get_family
-from collapse.lease import RunLease
-from collapse.metrics import evaluate, flow
-from collapse.noise import row_normals
-from collapse.run_store import RunStore
+from collapse.families.protocol import FlowFamily, MomentFamily, Params, TrainedFamily
+from collapse.metrics import evaluate
+from collapse.store import retention
+from collapse.store.lease import RunLease
+from collapse.store.records import Artifact, ExportRecord, GenerationRecord
+from collapse.store.run_store import RunStore
 from collapse.strategies import get_strategy
+from collapse.strategies.protocol import Nearest
+
+
+class _Share(TypedDict, total=False):
+    real_fraction: float  # a record's, where its plan read a share of real rows
 
 
 class ChainEngine:
@@ -56,13 +67,16 @@ class ChainEngine:
         self.strategy = get_strategy(config.strategy.name)
         self.store = RunStore.for_config(config.storage, config.name)
         moments_of = None
-        if not self.trained and self.family.fits_by_moments:
+        if isinstance(self.family, MomentFamily):
             moments_of = partial(self.family.moments, config=config.model)
         self.history = RunHistory(config, self.store, moments_of)
         self.space = self.history.space
         self._evaluator = Evaluator(config, self.store, self.space, lambda: self.held_out)
         self._bounds: np.ndarray | None = None  # scatter axes, fixed by the real data
         self._pool_features: np.ndarray | None = None  # the knn corrector's, in feature space
+        self._fit = FitContext(
+            config, self.family, self.strategy, self.history, self, backend.trainer
+        )
 
     # --- what a strategy reads (`collapse.strategies.protocol.Context`) -----------------------
     @property
@@ -76,6 +90,10 @@ class ChainEngine:
     def real_rows(self, start: int, stop: int) -> np.ndarray:
         return self.history.real_rows(start, stop)
 
+    @property
+    def nearest(self) -> Nearest:
+        return self.backend.nearest
+
     def params_of(self, generation: int) -> dict[str, np.ndarray]:
         return self.history.params_of(generation)
 
@@ -88,11 +106,11 @@ class ChainEngine:
         return self._pool_features
 
     # --- the generation ------------------------------------------------------------------------
-    def run_generations(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+    def run_generations(self, start: int, stop: int) -> Iterator[GenerationRecord]:
         for generation in range(start, stop):
             yield self.run_generation(generation)
 
-    def run_generation(self, generation: int) -> dict[str, Any]:
+    def run_generation(self, generation: int) -> GenerationRecord:
         cfg, store = self.config, self.store
         committed = store.count()
         if committed != generation:
@@ -108,16 +126,15 @@ class ChainEngine:
             generations=cfg.generations,
         )
         clock = time.perf_counter()
-        fitted = (train_generation if self.trained else fit_closed_form)(self, plan, generation)
+        fitted = (fit_trained if self.trained else fit_closed_form)(self._fit, plan, generation)
         params = fitted.params
         model = store.write_artifact(generation, "model/params.npz", _npz(params))
         timings = {"train_s": time.perf_counter() - clock}
         exported = self._export(generation, params)  # the same weights, in diffusers' formats
 
         clock = time.perf_counter()
-        shards, grid = self.backend.sample(
-            cfg, store, self.space, self.family, params, model, generation
-        )
+        job = SampleJob.of(cfg, store.uri, self.space, params, model, generation)
+        shards, grid = self.backend.sample(job)
         samples = self.history.read_samples(shards)
         timings["sample_s"] = time.perf_counter() - clock
 
@@ -130,7 +147,7 @@ class ChainEngine:
         measured = self.backend.evaluate(self._evaluator, samples)
         metrics = {**self.family.describe(params), **measured["metrics"]}
         timings["eval_s"] = time.perf_counter() - clock
-        if flow.requested(cfg.eval.metrics):
+        if requested(cfg.eval.metrics):
             clock = time.perf_counter()
             metrics.update(self._flow_metrics(params, generation))
             timings["flow_s"] = time.perf_counter() - clock
@@ -141,7 +158,7 @@ class ChainEngine:
         record["samples_png"] = picture
         if self.history.accumulates_moments:  # what a resumed chain reads instead of them all
             total = self.history.accumulated(generation, passed.rows)
-            record[ACCUMULATED] = store.write_artifact(generation, "accumulated.npz", _npz(total))
+            record["accumulated"] = store.write_artifact(generation, "accumulated.npz", _npz(total))
         if grid:
             record["grid"] = grid
         _note(record, fitted, passed.record, passed.shards, exported)
@@ -154,7 +171,9 @@ class ChainEngine:
         store.write_artifact(generation, "metrics.json", json.dumps(metrics_doc, indent=1).encode())
         record["timings"] = timings
         record["committed_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        record.update(self._evaluator.finite_or_stop(metrics, samples, generation))
+        nonfinite = self._evaluator.nonfinite_or_stop(metrics, samples, generation)
+        if nonfinite:
+            record["nonfinite"] = nonfinite
         if self._lease_token is not None:
             RunLease.check(store.storage, self._lease_token)
         store.commit(record)
@@ -168,18 +187,19 @@ class ChainEngine:
         generation: int,
         plan: list[MixPart],
         samples: np.ndarray,
-        shards: list[dict[str, Any]],
-        model: dict[str, Any],
+        shards: list[Artifact],
+        model: Artifact,
         metrics: dict[str, float],
         measured: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> GenerationRecord:
         """The manifest record's head: the plan, the rows, the artifacts and the metrics."""
         cfg = self.config
         used = used_fraction(cfg.data.loop, cfg.data.real_fraction, generation, cfg.generations)
-        record = {
+        share: _Share = {} if used is None else {"real_fraction": used}
+        record: GenerationRecord = {
             "generation": generation,
             "mix": [part.as_record() for part in plan],
-            **({} if used is None else {"real_fraction": used}),
+            **share,
             "train_rows": sum(part.count for part in plan),
             "sample_rows": len(samples),
             "samples": shards,
@@ -190,33 +210,36 @@ class ChainEngine:
         }
         return record
 
-    def _export(self, generation: int, params: dict[str, np.ndarray]) -> dict[str, Any] | None:
-        """The model in its ecosystem's format (`collapse.export`), beside params.npz: the
-        format and every file's artifact; None for the closed-form families."""
-        fmt, files = export.files(self.config.model.family, params)
-        if not files:
+    def _export(self, generation: int, params: Params) -> ExportRecord | None:
+        """The model in its ecosystem's format (the trained family's `export`), beside
+        params.npz: the format and every file's artifact; None for the closed-form families,
+        whose parameters are a few numbers (params.npz is their format)."""
+        if not isinstance(self.family, TrainedFamily):
             return None
+        fmt, files = self.family.export(params)
         written = [self.store.write_artifact(generation, k, v) for k, v in files.items()]
         return {"format": fmt, "files": written}
 
-    def _flow_metrics(self, params: dict[str, np.ndarray], generation: int) -> dict[str, float]:
-        """A rectified flow's straightness, NFE sweep and inversion (`collapse.metrics.flow`),
+    def _flow_metrics(self, params: Params, generation: int) -> dict[str, float]:
+        """A rectified flow's straightness, NFE sweep and inversion (its `flow_metrics`),
         on the first noise rows of this generation's own samples and the first held-out rows
         (at most FLOW_ROWS each)."""
         cfg, evaluator = self.config, self._evaluator
-        ids = np.arange(min(cfg.sample.n, flow.FLOW_ROWS), dtype=np.int64)
+        ids = np.arange(min(cfg.samples_per_generation, FLOW_ROWS), dtype=np.int64)
         noise = row_normals(cfg.seed, ids, self.family.noise_dim(params), stream=generation)
         noise *= cfg.sample.bias  # the noise `sampling.draw` gave these rows
-        headline = flow.headline(cfg.eval.metrics)
+        repeated = headline(cfg.eval.metrics)
 
         def score(samples: np.ndarray) -> float:
-            measured = evaluate([headline], evaluator.extract(samples), evaluator.real_features())
-            return measured[headline]
+            assert repeated is not None, "config validation (flow_problem) asks for one"
+            measured = evaluate([repeated], evaluator.extract(samples), evaluator.real_features())
+            return measured[repeated]
 
-        names, rows = flow.requested(cfg.eval.metrics), self.held_out[: flow.FLOW_ROWS]
-        return self.family.flow_metrics(params, names, noise, rows, headline, score)
+        names, rows = requested(cfg.eval.metrics), self.held_out[:FLOW_ROWS]
+        assert isinstance(self.family, FlowFamily), "config validation (flow_problem) says so"
+        return self.family.flow_metrics(params, names, noise, rows, repeated, score)
 
-    def _picture(self, generation: int, samples: np.ndarray, grid: list[dict]) -> bytes:
+    def _picture(self, generation: int, samples: np.ndarray, grid: list[Artifact]) -> bytes:
         """samples.png: the fixed-noise grid of an image generation, or a vector generation's
         samples over the held-out real data."""
         if grid:
@@ -229,14 +252,15 @@ class ChainEngine:
 
 
 def _note(
-    record: dict[str, Any],
+    record: GenerationRecord,
     fitted: Fitted,
     correction: dict[str, Any] | None,
-    corrected: list[dict[str, Any]] | None,
-    exported: dict[str, Any] | None,
+    corrected: list[Artifact] | None,
+    exported: ExportRecord | None,
 ) -> None:
     """What a record adds where a generation had it, in the manifest's order."""
     if correction is not None:  # what the next generation trains on, and how far it moved
+        assert corrected is not None, "a strategy that changed the samples stored them"
         record["corrected"] = corrected
         record["correction"] = correction
     if fitted.report:  # trained families: last step, its loss, where training resumed
@@ -245,11 +269,11 @@ def _note(
         record["export"] = exported
     if fitted.loss_curve is not None:  # the loss every train.log_every steps
         record["loss_curve"] = fitted.loss_curve
-    if fitted.real_pairs:  # RCA/RA Reflow: the real pairs this generation trained on
+    if fitted.real_pairs is not None:  # RCA/RA Reflow: the real pairs it trained on
         record["real_pairs"] = fitted.real_pairs
 
 
-def _npz(params: dict[str, np.ndarray]) -> bytes:
+def _npz(params: Params) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **params)
+    np.savez(buffer, **params)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return buffer.getvalue()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
@@ -22,9 +21,8 @@ from collapse.data.pile import SamplePile
 from collapse.data.shards import from_parquet
 from collapse.data.space import DataSpace
 from collapse.families.moments import Moments
-from collapse.run_store import RunStore
-
-ACCUMULATED = "accumulated"  # the record's moments of every sample so far (a MomentFamily's)
+from collapse.store.records import Artifact, training_samples
+from collapse.store.run_store import RunStore
 
 
 class RunHistory:
@@ -47,6 +45,11 @@ class RunHistory:
         self._merged = Moments(0, np.zeros(0), np.zeros(0))  # accumulated samples' (moments_of)
         self._merged_through = -1  # the last generation merged into it
         self._next: tuple[int, Moments] | None = None  # the in-flight generation's total
+
+    @property
+    def pool_rows(self) -> tuple[int, int]:
+        """The real pool's rows in its dataset: what generations train on."""
+        return self.where.pool_rows
 
     @property
     def real(self) -> np.ndarray:
@@ -73,18 +76,18 @@ class RunHistory:
 
     def training_set(self, plan: list[MixPart]) -> np.ndarray:
         """A closed-form generation's training rows, in plan order."""
-        pieces = []
+        pieces: list[np.ndarray] = []
         for part in plan:
             if part.source == "real":
                 pieces.extend(self.real[a:b] for a, b in part.rows)
             elif part.last is not None and self.config.data.loop == "accumulate":
                 # every sample of a span of generations: one slice of the pile
                 self._samples_of(part.last)
-                pieces.append(self._pile.span(part.generation, part.last))
+                pieces.append(self._pile.span(part.samples_of, part.last))
                 assert len(pieces[-1]) == part.count, "a span takes all of its samples"
             else:
                 for one in part.each():
-                    pieces.extend(self._samples_of(one.generation)[a:b] for a, b in one.rows)
+                    pieces.extend(self._samples_of(one.samples_of)[a:b] for a, b in one.rows)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def training_moments(self, plan: list[MixPart]) -> Moments:
@@ -96,7 +99,7 @@ class RunHistory:
         spans = [p for p in plan if p.source == "synthetic"]
         if self.config.data.loop != "accumulate" or not spans:
             return self._moments_of(self.training_set(plan))
-        self._catch_up(max(p.generation if p.last is None else p.last for p in spans))
+        self._catch_up(max(p.samples_of if p.last is None else p.last for p in spans))
         assert spans[0].generation == 0 and self._merged.count == sum(p.count for p in spans)
         real = self.training_set([p for p in plan if p.source == "real"])
         return self._moments_of(real).merge(self._merged)
@@ -108,8 +111,8 @@ class RunHistory:
 
     def accumulated(self, generation: int, samples: np.ndarray) -> dict[str, np.ndarray]:
         """The moments of every sample of generations 0..`generation` (`samples` its own), as
-        the generation stores them (`ACCUMULATED`): a resumed chain reads the latest one's
-        instead of every generation's samples. Kept once the generation is remembered."""
+        the generation stores them (its record's `accumulated`): a resumed chain reads the
+        latest one's instead of every generation's samples. Kept once it is remembered."""
         assert self._moments_of is not None, "the chain's family fits from moments"
         self._catch_up(generation - 1)
         total = self._merged.merge(self._moments_of(samples))
@@ -125,8 +128,8 @@ class RunHistory:
         assert self._moments_of is not None
         for generation in range(last, self._merged_through, -1):
             record = self.store.record(generation)
-            if ACCUMULATED in record:
-                data = self.store.read_artifact(record[ACCUMULATED])
+            if "accumulated" in record:
+                data = self.store.read_artifact(record["accumulated"])
                 with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                     self._merged = Moments(int(npz["count"]), npz["mean"], npz["m2"])
                 self._merged_through = generation
@@ -135,7 +138,7 @@ class RunHistory:
             self._merged = self._merged.merge(self._moments_of(samples))
             self._merged_through += 1
 
-    def read_samples(self, shards: list[dict[str, Any]]) -> np.ndarray:
+    def read_samples(self, shards: list[Artifact]) -> np.ndarray:
         """A generation's samples in id order, as stored (what the next generation trains on)."""
         tables = [from_parquet(self.store.read_artifact(a)) for a in shards]
         return np.concatenate([self.space.to_vectors(t) for t in tables])
@@ -173,8 +176,3 @@ class RunHistory:
                 (self._merged_through, self._merged), self._next = self._next, None
         elif len(self._pile) == generation:
             self._pile.append(samples)
-
-
-def training_samples(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The shards a later generation trains on: the corrected samples where there are some."""
-    return record.get("corrected") or record["samples"]

@@ -1,7 +1,7 @@
 """Gaussian refitting: the closed-form model of collapse (Shumailov et al. 2024, Nature 631).
 
 Fitting a Gaussian to N samples of the previous fit and repeating is the smallest chain whose
-collapse is known exactly (ALGORITHMS.md, "Gaussian refitting"): with the MLE variance
+collapse is known exactly (Shumailov et al.; Borji 2024): with the MLE variance
 (divide by N), E[sigma2_t] = sigma2_0 ((N-1)/N)^t; with the unbiased one (divide by N-1) the
 expectation stays sigma2_0 while sigma2_t -> 0 almost surely, E[ln sigma2_t] drifting by
 digamma((N-1)/2) + ln(2/(N-1)) per generation. The estimator is therefore a config choice, and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse.config.models import GaussianModel
+from collapse.config.model_section import GaussianModel
 from collapse.families.moments import Moments
 from collapse.families.protocol import MomentFamily, Params
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import ndtr
 from sklearn.mixture import GaussianMixture
 
-from collapse.config.models import GMMModel
+from collapse.config.model_section import GMMModel
 from collapse.families.protocol import ClosedFormFamily, Params
 
 

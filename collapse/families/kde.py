@@ -1,7 +1,7 @@
 """Gaussian kernel density estimate: a non-parametric family whose refitting spreads, not shrinks.
 
 Sampling a KDE picks a training point and adds kernel noise, so each generation adds h^2 of
-variance per dim (ALGORITHMS.md: with a fixed h the variance tends to about (N-1) h^2), the
+variance per dim (with a fixed h the variance tends to about (N-1) h^2), the
 opposite failure to the Gaussian family's shrinkage.
 
 The bandwidth rules are computed here, scaled by the data's spread, because scikit-learn's
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from collapse.config.models import KDEModel
+from collapse.config.model_section import KDEModel
 from collapse.families.protocol import ClosedFormFamily, Params
 
 

@@ -1,7 +1,7 @@
-"""What a model family is, as typed protocols: the chain calls nothing else of it.
+"""What a model family is, as abstract base classes: the chain calls nothing else of it.
 
 A family is one object (its module's `FAMILY`), registered with its config section in
-`collapse.config.models.FAMILIES`. Every family says how to draw a sample from stored
+`collapse.config.model_section.FAMILIES`. Every family says how to draw a sample from stored
 parameters; a closed-form family fits them in the chain's process, a trained one trains a net
 on Ray Train and packs its weights. The flags (`trained`, `latent`, `captioned`,
 `fits_by_moments`) say which of these a family is, so callers branch on them, never on which
@@ -13,22 +13,23 @@ methods an object has.
 - `noise_dim(params)` and `sample(params, noise)`: one float32 row of (n, d) per row of
   standard-normal `noise` (n, noise_dim). A sample is a deterministic function of its noise
   row, as a flow's or a diffusion model's is of its initial noise, so distributed sampling
-  reproduces whatever the batching (`collapse.noise`). A discrete choice (a KDE point, a
+  reproduces whatever the batching (`collapse.data.noise`). A discrete choice (a KDE point, a
   mixture component, a caption) reads its uniform as Phi(noise[:, 0]).
 - `biased_columns(params)`: the noise columns MAD's sampling bias scales (the continuous
   noise, not the column of a discrete choice).
 - `describe(params)`: metrics only the fitted model knows (the gaussian family's `sigma2`).
 
 The methods are pure: no Ray, no I/O, all randomness from `rng` or the noise, so a generation
-is reproducible from its seed wherever it runs. The protocols' method bodies are the defaults
-a family that subclasses them inherits; an abstract method is one every such family defines.
+is reproducible from its seed wherever it runs. A family subclasses one of these classes: their
+method bodies are the defaults it inherits, an abstract method one it must define (a family
+missing one cannot be made), and callers that need a kind's methods narrow to its class.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -42,12 +43,12 @@ if TYPE_CHECKING:
 Params = dict[str, np.ndarray]
 
 
-class Family(Protocol):
+class Family(ABC):
     """What every family gives the chain."""
 
     name: str  # as registered, and as a config's `model.family` names it
     trained: bool  # trains a net on Ray Train (TrainedFamily), else fits in closed form
-    latent: bool  # trains on the VAE latents of the data (`collapse.latents`), not the data
+    latent: bool  # trains on the data's VAE latents (`collapse.engine.latent_cache`)
     captioned: bool  # draws each sample for a caption of the real set
 
     @abstractmethod
@@ -67,7 +68,7 @@ class Family(Protocol):
         return None
 
 
-class ClosedFormFamily(Family, Protocol):
+class ClosedFormFamily(Family):
     """A model fitted in closed form (or by EM) to the generation's rows, in-process."""
 
     trained: Literal[False] = False
@@ -81,7 +82,7 @@ class ClosedFormFamily(Family, Protocol):
         `model:` section; any randomness from `rng`."""
 
 
-class MomentFamily(ClosedFormFamily, Protocol):
+class MomentFamily(ClosedFormFamily):
     """A closed-form family whose fit reads its rows only through mergeable moments
     (`collapse.families.moments`): an accumulate chain merges each generation's samples into a
     running total once, instead of refitting every sample so far at every generation."""
@@ -101,7 +102,7 @@ class MomentFamily(ClosedFormFamily, Protocol):
         return self.fit_moments(self.moments(x, config), config)
 
 
-class TrainedFamily(Family, Protocol):
+class TrainedFamily(Family):
     """A net trained each generation on Ray Train by the shared loop (`collapse.training`);
     its parameters are the EMA weights (`w.<name>` arrays) plus a JSON `spec` from which any
     process rebuilds the model."""
@@ -137,10 +138,10 @@ class TrainedFamily(Family, Protocol):
     @abstractmethod
     def export(self, params: Params) -> tuple[str, dict[str, bytes]]:
         """(format, {path under gen-k/: bytes}): the model in its ecosystem's own format
-        (`collapse.export`)."""
+        (`collapse.families.export`)."""
 
 
-class DenoisingFamily(TrainedFamily, Protocol):
+class DenoisingFamily(TrainedFamily):
     """A trained family that denoises data rows (the `reference` corrector's model)."""
 
     @abstractmethod
@@ -149,7 +150,7 @@ class DenoisingFamily(TrainedFamily, Protocol):
         and integrated back."""
 
 
-class FlowFamily(DenoisingFamily, Protocol):
+class FlowFamily(DenoisingFamily):
     """Rectified flow: what the reflow strategies and the flow metrics use of it."""
 
     @abstractmethod
@@ -171,4 +172,4 @@ class FlowFamily(DenoisingFamily, Protocol):
         headline: str | None,
         score: Callable[[np.ndarray], float],
     ) -> dict[str, float]:
-        """The flow metrics `names` asks for (`collapse.metrics.flow`)."""
+        """The flow metrics `names` asks for (`collapse.config.metric_names`)."""

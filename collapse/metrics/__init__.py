@@ -1,4 +1,4 @@
-"""Metric registry: the names of DESIGN.md's metric contract mapped to their computations.
+"""Metric registry: the metric names of docs/metrics.md mapped to their computations.
 
 The chain asks for metrics by name (config `eval.metrics`) and stores plain floats, so that
 metrics.json, the manifest and `collapse report` need no numpy. Every metric compares two sets
@@ -75,7 +75,7 @@ def evaluate(names: Sequence[str], samples: np.ndarray, real: np.ndarray) -> dic
 
     Names are checked before any work, so a typo fails fast rather than after the expensive
     ones. The flow metrics are measured on a rectified flow's model, not on its samples
-    (`collapse.metrics.flow`): they are left out here.
+    (`collapse.config.metric_names`): they are left out here.
     """
     unknown = [name for name in names if name not in METRICS]
     if unknown:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 RECIPE = 1  # bump when the net or its training changes: the cache key changes with it
-FEATURES = 128
+FEATURE_DIM = 128
 EPOCHS = 30
 BATCH = 64
 
@@ -39,9 +39,9 @@ class DigitsCNN(nn.Module):
             nn.Conv2d(64, 64, 3, padding=1),
             nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(64 * 16, FEATURES),
+            nn.Linear(64 * 16, FEATURE_DIM),
         )
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(FEATURES, classes))
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(FEATURE_DIM, classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate layer before its ReLU: dense, roughly Gaussian per class."""
@@ -57,7 +57,7 @@ def to_input(images: np.ndarray) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def train(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> DigitsCNN:
+def train_extractor(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> DigitsCNN:
     """Fit the classifier; the same inputs give the same weights in any process.
 
     One thread (`one_thread`): sums split over threads round differently, and a Ray worker

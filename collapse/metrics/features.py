@@ -13,7 +13,7 @@ import numpy as np
 
 from collapse.data.space import DataSpace
 from collapse.errors import UserError
-from collapse.storage import Storage
+from collapse.store.storage import Storage
 
 Extractor = Callable[[np.ndarray], np.ndarray]
 IMAGE_FEATURE_DIMS = {"digits-cnn": 128, "inception": 2048}  # the learned spaces' widths
@@ -88,7 +88,7 @@ def load_digits_cnn(space: DataSpace, storage: Storage):
         except (RuntimeError, EOFError, ValueError, KeyError):
             pass  # a damaged cache is retrained below, to the same weights
     images, labels = _digits_training_split(h)
-    net = digits_cnn.train(images, labels)
+    net = digits_cnn.train_extractor(images, labels)
     storage.write_bytes(key, digits_cnn.to_bytes(net), atomic=True)
     return net
 
@@ -96,8 +96,8 @@ def load_digits_cnn(space: DataSpace, storage: Storage):
 def _digits_training_split(size: int) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
 
-    from collapse.data.image_sources import real_tables
     from collapse.data.shards import table_to_images
+    from collapse.data.sources import real_tables
 
     resize = None if size == 8 else size
     table = pa.concat_tables(real_tables("sklearn:digits", "train", size=resize))

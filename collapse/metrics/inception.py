@@ -31,7 +31,7 @@ def weights_location(configured: str | None) -> str:
     """Where the weights are; a UserError naming the file and where to place it if nowhere."""
     location = configured or os.environ.get(WEIGHTS_ENV) or str(CLEANFID_CACHE)
     if "://" in location:
-        from collapse.storage import Storage
+        from collapse.store.storage import Storage
 
         parent, _, name = location.rpartition("/")
         if Storage(parent).exists(name):
@@ -48,7 +48,7 @@ def weights_location(configured: str | None) -> str:
 def _local_weights_dir(location: str, scratch: str) -> str:
     """A directory holding the weights under clean-fid's file name, as InceptionV3W expects."""
     if "://" in location:
-        from collapse.storage import Storage
+        from collapse.store.storage import Storage
 
         parent, _, name = location.rpartition("/")
         Path(scratch, WEIGHTS_NAME).write_bytes(Storage(parent).read_bytes(name))

@@ -1,11 +1,12 @@
 """`collapse report`: tables and plots of one run or many, or of a sweep's trials, read from
 their manifests.
 
-- `records`: the per-generation records of runs, and runs grouped by seed.
+- `records`: the per-generation records of runs, and runs grouped by seed; `seed_stats`: each
+  metric's mean and spread over runs that differ only in their seed.
 - `tables`: records (or any flat rows) as a table, JSON or CSV; the table across seeds.
-- `sweeps`: a sweep's trials, one row per trial, a metric over two swept keys.
+- `trials`: a sweep's trials, one row per trial, a metric over two swept keys.
 - `figures`: the PNG files a report writes; `charts` draws them with matplotlib (the sample
-  sheets are `collapse.pictures`').
+  sheets are `collapse.engine.pictures`').
 
 This package's namespace is the public surface: what the CLI and `collapse.api` call.
 """
@@ -14,13 +15,19 @@ from __future__ import annotations
 
 from collapse.report.figures import write_plots
 from collapse.report.records import load_records
-from collapse.report.sweeps import SweepTrials, heatmap, pivot_rows, sweep_trials, trial_table
 from collapse.report.tables import (
     format_csv,
     format_json,
     format_rows,
     format_table,
     seed_summary,
+)
+from collapse.report.trials import (
+    SweepTrials,
+    heatmap_matrix,
+    pivot_rows,
+    sweep_trials,
+    trial_table,
 )
 
 __all__ = [
@@ -29,7 +36,7 @@ __all__ = [
     "format_json",
     "format_rows",
     "format_table",
-    "heatmap",
+    "heatmap_matrix",
     "load_records",
     "pivot_rows",
     "seed_summary",

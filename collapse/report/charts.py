@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse.pictures import sheet_generations
+from collapse.engine.pictures import sheet_generations
 from collapse.report.records import metric_names
 
 
@@ -144,9 +144,9 @@ def _bar_label(record: dict[str, Any]) -> str:
 
 
 def seed_curves(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per metric for runs grouped by setting (`collapse.seeds.across_seeds` rows): a
-    line per setting at the mean over seeds, a band of +-1 sd around it and a fainter one
-    from min to max."""
+    """One PNG per metric for runs grouped by setting (`seed_stats.across_seeds` rows): a line
+    per setting at the mean over seeds, a band of +-1 sd around it and a fainter one from min
+    to max."""
     plt = _pyplot()
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:

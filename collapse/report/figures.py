@@ -9,11 +9,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from collapse import pictures, seeds
 from collapse.data.shards import from_parquet, table_to_images
-from collapse.report import charts
+from collapse.engine import pictures
+from collapse.report import charts, seed_stats
 from collapse.report.records import seed_groups
-from collapse.run_store import RunStore
+from collapse.store.records import Artifact
+from collapse.store.run_store import RunStore
 
 
 def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
@@ -24,7 +25,7 @@ def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path
     out.mkdir(parents=True, exist_ok=True)
     groups = seed_groups(records)
     if groups:  # chains that differ only in seed: a band per setting, not a line per seed
-        written = charts.seed_curves(seeds.across_seeds(records, groups), out)
+        written = charts.seed_curves(seed_stats.across_seeds(records, groups), out)
     else:
         written = charts.metric_curves(records, out)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -58,7 +59,7 @@ def write_plots(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path
     return written
 
 
-def _grid_images(store: RunStore, shards: list[dict[str, Any]]) -> Any:
+def _grid_images(store: RunStore, shards: list[Artifact]) -> Any:
     import numpy as np
 
     return np.concatenate([table_to_images(from_parquet(store.read_artifact(a))) for a in shards])

@@ -1,20 +1,20 @@
-"""The per-generation records `collapse report` reads from runs' manifests, in DESIGN.md's
-`report --format json` shape, and the groups of runs that differ only in seed."""
+"""The per-generation records `collapse report` reads from runs' manifests, in the shape of
+`report --format json` (docs/cli.md), and the groups of runs that differ only in seed."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-from collapse import seeds
 from collapse.config import parse_yaml
 from collapse.errors import UserError
-from collapse.run_store import RunStore
+from collapse.report import seed_stats
+from collapse.store.run_store import RunStore
 
 
 def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
-    """Per-generation records of every run, in DESIGN.md's `report --format json` shape."""
-    records = []
+    """Per-generation records of every run, in `report --format json`'s shape (docs/cli.md)."""
+    records: list[dict[str, Any]] = []
     for uri in run_uris:
         store = RunStore(uri)
         store.storage.check_reachable()
@@ -54,7 +54,7 @@ def load_records(run_uris: list[str]) -> list[dict[str, Any]]:
 def _evaluations(store: RunStore) -> dict[int, list[dict[str, Any]]]:
     """The results of `collapse evaluate` by generation: each with its key, its extractor and
     its metrics (a generation without a result of some evaluation lists it not)."""
-    from collapse.evaluate import indexes
+    from collapse.driver.reevaluation import indexes
 
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for index in indexes(store):
@@ -92,7 +92,7 @@ def metric_names(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for r in records for k in r["metrics"]))
 
 
-def seed_groups(records: list[dict[str, Any]]) -> list[seeds.SeedGroup]:
+def seed_groups(records: list[dict[str, Any]]) -> list[seed_stats.SeedGroup]:
     """The records' runs grouped by setting where some setting ran with several seeds."""
     from collapse.config import flatten
 
@@ -101,4 +101,4 @@ def seed_groups(records: list[dict[str, Any]]) -> list[seeds.SeedGroup]:
         store = RunStore(uri)
         raw = parse_yaml(store.read_config() or "{}", store.storage.uri_of("config.yaml"))
         configs[uri] = flatten(raw) if isinstance(raw, dict) else {}
-    return seeds.group_by_seed(configs)
+    return seed_stats.group_by_seed(configs)

@@ -8,7 +8,7 @@ import io
 import json
 from typing import Any
 
-from collapse import seeds
+from collapse.report import seed_stats
 from collapse.report.records import metric_names, seed_groups
 
 
@@ -79,16 +79,17 @@ def _number(value: Any) -> str:
 
 
 def seed_summary(records: list[dict[str, Any]], final: bool) -> str | None:
-    """The table across seeds (`collapse.seeds`): every generation, or with `final` (a sweep)
-    the last one all seeds of a setting reached; None when no setting ran with two seeds."""
+    """The table across seeds (`collapse.report.seed_stats`): every generation, or with `final`
+    (a sweep) the last one all seeds of a setting reached; None when no setting ran with two
+    seeds."""
     groups = seed_groups(records)
     if not groups:
         return None
-    rows = seeds.across_seeds(records, groups)
+    rows = seed_stats.across_seeds(records, groups)
     if final:
-        rows = seeds.last_common(rows, groups)
+        rows = seed_stats.last_common(rows, groups)
     title = "across seeds: mean ± sd [min, max]"
-    return f"{title}\n{format_rows(seeds.table_rows(rows), 'table')}"
+    return f"{title}\n{format_rows(seed_stats.table_rows(rows), 'table')}"
 
 
 def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:

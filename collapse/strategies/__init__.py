@@ -1,42 +1,26 @@
-"""Mitigations of collapse: one module per strategy, each a `Strategy` (`protocol`), and this
-registry, the one list of strategies: the config's `strategy:` union is built from it.
+"""Mitigations of collapse: one module per strategy, each defining `STRATEGY`, a `Strategy`
+(`protocol`), registered with its config arm in `collapse.config.strategy_section.STRATEGIES`,
+the one list of strategies, which names each module by path.
 
 - `none` (none.py): the plain loop.
 - `reflow` (reflow.py): rectified flow trained on its own (noise, sample) pairs.
 - `rca_reflow` / `ra_reflow` (real_pairing.py): reflow with real rows paired by reverse flow.
-- `ocar` / `ora_reflow` (online.py): the same pairs made per mini-batch, nothing stored.
+- `ocar` / `ora_reflow` (online_pairing.py): the same pairs made per mini-batch, nothing stored.
 - `self_correct` (self_correct.py): samples moved toward the true distribution by a corrector
   (correctors.py, the correctors' registry; langevin.py, true_draws.py, user_corrector.py).
 
-A new strategy is a module with its config (a `StrategySection` whose `name` is a Literal of
-its names) and its `Strategy`, plus one line in `STRATEGIES`.
+A strategy's module is imported on first use, so a chain loads only its own strategy's code.
 """
 
 from __future__ import annotations
 
-from collapse.strategies.none import NoStrategy
-from collapse.strategies.online import OnlinePairing
+import importlib
+
+from collapse.config.strategy_section import registration
 from collapse.strategies.protocol import Strategy
-from collapse.strategies.real_pairing import RealPairing
-from collapse.strategies.reflow import Reflow
-from collapse.strategies.self_correct import SelfCorrection
-
-STRATEGIES: list[Strategy] = [
-    NoStrategy(),
-    Reflow(),
-    RealPairing(),
-    OnlinePairing(),
-    SelfCorrection(),
-]
-
-
-def names() -> list[str]:
-    """Every `strategy.name` a config takes, aliases after their strategy's name."""
-    return [name for strategy in STRATEGIES for name in strategy.names]
 
 
 def get_strategy(name: str) -> Strategy:
-    for strategy in STRATEGIES:
-        if name in strategy.names:
-            return strategy
-    raise ValueError(f"unknown strategy {name!r}; allowed: {', '.join(map(repr, names()))}")
+    """The registered strategy `name` (a name or an alias; its module imported now)."""
+    strategy: Strategy = importlib.import_module(registration(name).module).STRATEGY
+    return strategy

@@ -16,7 +16,7 @@ or `module:function` (`collapse.strategies.user_corrector`).
 - `knn`: each sample moves toward the mean of its k nearest real rows (pixels or features).
 - `reference`: SDEdit with generation 0's model, the one trained on real data only.
 
-Randomness comes in per row (collapse.noise), so a corrected set does not depend on batching.
+Randomness comes in per row (collapse.data.noise), so a corrected set does not depend on batching.
 """
 
 from __future__ import annotations
@@ -24,18 +24,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from collapse.noise import row_normals, row_uniforms
-
-if TYPE_CHECKING:
-    from collapse.config import ChainConfig
-
-LANGEVIN_STREAM = 3 << 61  # + generation: the ideal and reference correctors' noise
-ACCEPT_STREAM = 5 << 60  # + generation: the ideal corrector's Metropolis decisions
-TRUE_DRAW_STREAM = 7 << 60  # + generation: the exact corrector's true draws
+from collapse.config import (
+    EXACT_SOURCES,
+    FAMILIES,
+    IDEAL_SOURCES,
+    ChainConfig,
+    SelfCorrectConfig,
+)
+from collapse.data import streams
+from collapse.data.noise import row_normals, row_uniforms
+from collapse.metrics.vectors import pairwise_sq_dists
+from collapse.strategies.protocol import Nearest
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,14 @@ class CorrectionJob:
     (loaded on first call), the (seed, generation) its draws are keyed by, the reference model
     (family, params), the evaluation's feature map, and the knn search (in process or Ray)."""
 
-    strategy: Any
+    strategy: SelfCorrectConfig
     source: str
     real: Callable[[], np.ndarray]
     seed: int
     generation: int
     reference: Callable[[], tuple[Any, dict[str, np.ndarray]]] | None
     features: Callable[[np.ndarray], np.ndarray] | None
-    nearest: Callable[..., np.ndarray]
+    nearest: Nearest
 
 
 class Corrector(ABC):
@@ -87,8 +90,6 @@ class Exact(Corrector):
     name = "exact"
 
     def check(self, config: ChainConfig) -> str | None:
-        from collapse.config import EXACT_SOURCES
-
         if config.data.real in EXACT_SOURCES:
             return None
         return (
@@ -104,7 +105,7 @@ class Exact(Corrector):
     def correct(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
         from collapse.strategies.true_draws import true_draws
 
-        stream = TRUE_DRAW_STREAM + job.generation
+        stream = streams.TRUE_DRAW + job.generation
         return true_draws(job.source, ids, rows.shape[1], job.seed, stream)
 
 
@@ -112,10 +113,10 @@ class Ideal(Corrector):
     name = "ideal"
 
     def check(self, config: ChainConfig) -> str | None:
-        from collapse.config import IDEAL_SOURCES
         from collapse.strategies.langevin import unadjusted_step_problem
 
         strategy = config.strategy
+        assert isinstance(strategy, SelfCorrectConfig), "a corrector is self_correct's"
         if config.data.real not in IDEAL_SOURCES:
             return (
                 f"strategy.corrector: ideal needs a source with a known density "
@@ -133,12 +134,12 @@ class Ideal(Corrector):
 
         strategy, seed, generation = job.strategy, job.seed, job.generation
         steps, dim = round(strategy.strength * strategy.langevin_steps), rows.shape[1]
-        noise = row_normals(seed, ids, steps * dim, stream=LANGEVIN_STREAM + generation)
+        noise = row_normals(seed, ids, steps * dim, stream=streams.LANGEVIN + generation)
         noise = noise.reshape(len(rows), steps, dim)  # -1 cannot stand for rows when steps = 0
         score = langevin.TRUE_SCORES[job.source]
         if not strategy.metropolis:
             return langevin.langevin(rows, score, strategy.step_size, noise)
-        decisions = row_uniforms(seed, ids, steps, stream=ACCEPT_STREAM + generation)
+        decisions = row_uniforms(seed, ids, steps, stream=streams.ACCEPT + generation)
         density = langevin.TRUE_LOG_DENSITIES[job.source]
         return langevin.mala(rows, score, density, strategy.step_size, noise, decisions)
 
@@ -158,8 +159,6 @@ class Reference(TowardTarget):
     name = "reference"
 
     def check(self, config: ChainConfig) -> str | None:
-        from collapse.config.models import FAMILIES  # the registry says which denoise (SDEdit)
-
         if FAMILIES[config.model.family].denoises:
             return None
         denoising = " or ".join(name for name, r in FAMILIES.items() if r.denoises)
@@ -171,7 +170,7 @@ class Reference(TowardTarget):
     def target(self, rows: np.ndarray, ids: np.ndarray, job: CorrectionJob) -> np.ndarray:
         assert job.reference is not None, "the reference corrector needs generation 0's model"
         family, params = job.reference()
-        noise = row_normals(job.seed, ids, rows.shape[1], stream=LANGEVIN_STREAM + job.generation)
+        noise = row_normals(job.seed, ids, rows.shape[1], stream=streams.LANGEVIN + job.generation)
         return family.sdedit(params, rows, job.strategy.level, noise)
 
 
@@ -196,8 +195,6 @@ def toward_nearest_real(
 ) -> np.ndarray:
     """The mean of each row's k nearest real rows, in bounded-memory chunks. With features,
     neighbours are found in feature space (digits-cnn, Inception) and their pixels averaged."""
-    from collapse.metrics.vectors import pairwise_sq_dists  # the metrics package reads config
-
     x, real = np.asarray(x, dtype=np.float64), np.asarray(real, dtype=np.float64)
     near_x = x if x_features is None else np.asarray(x_features, dtype=np.float64)
     near_real = real if real_features is None else np.asarray(real_features, dtype=np.float64)

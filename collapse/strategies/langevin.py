@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from collapse.data.sources import MOG8_RADIUS, MOG8_STD
+from collapse.data.toy import MOG8_RADIUS, MOG8_STD
 
 Score = Callable[[np.ndarray], np.ndarray]
 LogDensity = Callable[[np.ndarray], np.ndarray]

@@ -1,47 +1,51 @@
 """What a strategy is: the one shape every mitigation of collapse takes.
 
 The engine (`collapse.engine`) asks the chain's strategy, at fixed points of a generation:
-- which config it takes (`config`, one arm of the `strategy:` union, told apart by `name`),
-  and whether a whole config suits it (`check`: a model family it needs, real rows a loop must
-  give it) before anything runs;
+- which config it takes (`config`, its arm of the `strategy:` union in
+  `collapse.config.strategy_section`, told apart by `name`), and whether a whole config suits
+  it (`check`: a model family it needs, real rows a loop must give it) before anything runs
+  (`collapse.engine.preflight`);
 - what it stores: `keeps_noise`, the noise each sample was drawn from kept beside it (the
   (noise, sample) pairs reflow trains on);
 - what a trained generation trains on (`train_inputs`: the planned rows, the real rows' shards,
   whether rows bring a noise partner) and what the training loop needs per batch
-  (`per_batch`: settings the Ray Train worker turns into pairs, `collapse.strategies.online`);
+  (`per_batch`: settings the Ray Train worker turns into pairs,
+  `collapse.strategies.online_pairing`);
 - what a generation passes on (`after_sampling`: the samples, or a transform of them such as
   self-correction's).
 The defaults are the plain loop's answers; a strategy overrides only what it changes.
-
-This module and the strategy modules import nothing of `collapse.config` at import time: the
-config package builds its `strategy:` union from this package's registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from collapse.config import ChainConfig, StrategySection
 
 if TYPE_CHECKING:
-    from collapse.config import ChainConfig
     from collapse.data.mix import MixPart
     from collapse.data.space import DataSpace
-    from collapse.engine.backend import Backend
-    from collapse.run_store import RunStore
-    from collapse.storage import Storage
+    from collapse.store.records import Artifact, RealPairsRecord
+    from collapse.store.run_store import RunStore
+    from collapse.store.storage import Storage
 
 
-class StrategySection(BaseModel):
-    """A strategy's config arm: strict like every section (`collapse.config.base.Section`,
-    which cannot be imported here: the config package imports this one)."""
+class Nearest(Protocol):
+    """The knn corrector's search: the mean of each row's k nearest real rows (neighbours
+    found in feature space where features are given), wherever the engine's backend runs it."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-    name: str
+    def __call__(
+        self,
+        rows: np.ndarray,
+        real: np.ndarray,
+        k: int,
+        rows_features: np.ndarray | None = None,
+        real_features: np.ndarray | None = None,
+    ) -> np.ndarray: ...
 
 
 class Context(Protocol):
@@ -51,7 +55,10 @@ class Context(Protocol):
     store: RunStore
     space: DataSpace
     family: Any
-    backend: Backend
+
+    @property
+    def nearest(self) -> Nearest:
+        """The knn search, wherever the engine's backend runs it."""
 
     @property
     def real(self) -> np.ndarray:
@@ -74,9 +81,9 @@ class TrainingInputs:
     notes of the inputs the strategy made (RA/RCA Reflow's real pairs)."""
 
     plan: list[MixPart]
-    real: tuple[Storage, list[dict[str, Any]]]
+    real: tuple[Storage, list[Artifact]]
     paired: bool
-    record: dict[str, Any] = field(default_factory=dict)
+    record: RealPairsRecord | None = None
 
     def but(self, **changes: Any) -> TrainingInputs:
         return replace(self, **changes)
@@ -90,15 +97,24 @@ class Passed:
 
     rows: np.ndarray
     record: dict[str, Any] | None = None
-    shards: list[dict[str, Any]] | None = None
+    shards: list[Artifact] | None = None
 
 
 class BatchPairs(Protocol):
-    """How a batch becomes (x0, x1) pairs in the training loop (`collapse.strategies.online`)."""
+    """How a batch becomes (x0, x1) pairs in the training loop
+    (`collapse.strategies.online_pairing`)."""
 
-    make: Callable[..., Any]
-    batch_size: int
-    batches: Iterator[dict[str, Any]] | None
+    @property
+    def make(self) -> Callable[..., Any]:
+        """A batch -> its (x0, x1) pairs."""
+
+    @property
+    def batch_size(self) -> int:
+        """Rows read from the feed per batch."""
+
+    @property
+    def batches(self) -> Iterator[dict[str, Any]] | None:
+        """What replaces the feed where no real row is read; None: the feed."""
 
 
 class PerBatch(Protocol):
@@ -117,8 +133,7 @@ class PerBatch(Protocol):
 class Strategy:
     """A mitigation: the plain loop's answers, which each strategy overrides where it differs."""
 
-    names: ClassVar[tuple[str, ...]]  # its `strategy.name` values: the name, then aliases
-    config: ClassVar[type[StrategySection]]
+    config: ClassVar[type[StrategySection]]  # its arm of the `strategy:` union
     keeps_noise: ClassVar[bool] = False
     needs_previous_model: ClassVar[bool] = False  # its training reads generation t-1's model
 

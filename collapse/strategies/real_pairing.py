@@ -9,52 +9,23 @@ stored as `gen-k/real_pairs/` shards and made anew every `refresh` generations.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
-from collapse.strategies.protocol import (
-    Context,
-    Strategy,
-    StrategySection,
-    TrainingInputs,
-)
+from collapse.config.schedule import fractions, real_counts
+from collapse.config.strategy_section import RealPairingConfig
+from collapse.store.records import RealPairsRecord, SpanShard
+from collapse.strategies.protocol import Context, Strategy, TrainingInputs
 from collapse.strategies.reflow import needs_flow
 
 if TYPE_CHECKING:
     from collapse.config import ChainConfig
 
 
-class ReversePairingConfig(StrategySection):
-    """The keys of the strategies that pair real rows with reverse-flow noise."""
-
-    reverse: Literal["ode", "sde"] = "ode"
-    sigma: float = Field(1.0, ge=0, le=100)
-    reverse_steps: int = Field(20, ge=1, le=10_000)
-    refresh: int = Field(1, ge=1, le=1_000_000)
-
-    @property
-    def sde_sigma(self) -> float | None:
-        """The reverse SDE's noise strength, or None for the reverse ODE."""
-        return self.sigma if self.reverse == "sde" else None
-
-
-class RealPairingConfig(ReversePairingConfig):
-    """`rca_reflow` (alias `ra_reflow`: the paper's v1 and v2 names): reflow whose real rows
-    (`data.real_fraction` of a mixing loop) are paired with the noise the previous generation's
-    model recovers from them by its reverse ODE (`reverse: ode`) or reverse SDE (`reverse: sde`
-    with noise strength `sigma`), over `reverse_steps` steps, recomputed every `refresh`
-    generations."""
-
-    name: Literal["rca_reflow", "ra_reflow"] = "rca_reflow"
-
-
 def real_rows_problem(config: ChainConfig) -> str | None:
     """A strategy that pairs real rows needs some in every generation after 0; a loop or a
     real_fraction (schedule) that gives one none would run it there as plain reflow."""
-    from collapse.data.mix import fractions, real_counts
-
     data, name = config.data, config.strategy.name
     if data.loop == "accumulate":  # every generation reads the real rows of generation 0
         return None
@@ -78,7 +49,6 @@ def real_rows_problem(config: ChainConfig) -> str | None:
 
 
 class RealPairing(Strategy):
-    names = ("rca_reflow", "ra_reflow")
     config = RealPairingConfig
     keeps_noise = True
     needs_previous_model = True
@@ -98,6 +68,7 @@ class RealPairing(Strategy):
         them with, made anew every `strategy.refresh` generations."""
         assert previous is not None, "real pairs are made by the previous generation's model"
         strategy = context.config.strategy
+        assert isinstance(strategy, RealPairingConfig), "this strategy's own arm"
         ranges = [list(r) for part in inputs.plan if part.source == "real" for r in part.rows]
         before = context.store.record(generation - 1).get("real_pairs")
         if (
@@ -107,7 +78,7 @@ class RealPairing(Strategy):
         ):
             return inputs.but(real=(context.store.storage, before["shards"]), record=before)
         shards = [_pair(context, generation, seed, previous, a, b, strategy) for a, b in ranges]
-        record = {"made_at": generation, "rows": ranges, "shards": shards}
+        record = RealPairsRecord(made_at=generation, rows=ranges, shards=shards)
         return inputs.but(real=(context.store.storage, shards), record=record)
 
 
@@ -119,7 +90,7 @@ def _pair(
     a: int,
     b: int,
     strategy: RealPairingConfig,
-) -> dict[str, Any]:
+) -> SpanShard:
     """One shard: real rows a:b with their reverse-flow noise (seeded by its first row)."""
     from collapse.data.shards import to_parquet
 
@@ -128,4 +99,7 @@ def _pair(
     table = context.space.to_table(x, "real", None, np.arange(a, b), noise=noise)
     name = f"real_pairs/part-{a:09d}.parquet"
     artifact = context.store.write_artifact(generation, name, to_parquet(table), rows=b - a)
-    return {**artifact, "ids": [a, b]}
+    return SpanShard(**artifact, ids=[a, b])
+
+
+STRATEGY = RealPairing()

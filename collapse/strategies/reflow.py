@@ -6,22 +6,15 @@ generation trains on those (noise, sample) pairs instead of fresh independent no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from collapse.strategies.protocol import Strategy, StrategySection
+from collapse.config.strategy_section import ReflowConfig
+from collapse.strategies.protocol import Strategy
 
 if TYPE_CHECKING:
     from collapse.config import ChainConfig
 
 FLOW_FAMILY = "rectified_flow"  # the family whose samples are a deterministic flow of noise
-
-
-class ReflowConfig(StrategySection):
-    """`reflow` (rectified_flow only): each generation's samples keep their noise, and the
-    next generation trains on those (noise, sample) pairs instead of fresh independent noise:
-    the self-consuming reflow loop of Zhu et al. (arXiv 2412.08175) that collapses."""
-
-    name: Literal["reflow"] = "reflow"
 
 
 def needs_flow(config: ChainConfig) -> str | None:
@@ -32,9 +25,11 @@ def needs_flow(config: ChainConfig) -> str | None:
 
 
 class Reflow(Strategy):
-    names = ("reflow",)
     config = ReflowConfig
     keeps_noise = True
 
     def check(self, config: ChainConfig) -> str | None:
         return needs_flow(config)
+
+
+STRATEGY = Reflow()

@@ -3,10 +3,10 @@
 Gillman et al.'s idealised correction (2024) is the mixture
 pi_gamma = (p_theta + gamma p*) / (1 + gamma): a sample of the model, kept with probability
 1 / (1 + gamma) and otherwise replaced by a draw of the true distribution p*. Its draws must be
-the source's own (collapse.data.sources.toy_sample, the code that made the real pool), and a
+the source's own (collapse.data.toy.toy_sample, the code that made the real pool), and a
 row's draw must depend only on (seed, generation, row id), like every other per-row choice of
 the chain, or the corrected set would change with batching. `RowGenerator` gives both: it
-answers the numpy Generator methods the toy samplers call from collapse.noise's counter-based
+answers the numpy Generator methods the toy samplers call from collapse.data.noise's counter-based
 per-row streams, so `toy_sample` runs unchanged and vectorised.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse.data.sources import toy_sample
-from collapse.noise import row_normals, row_uniforms
+from collapse.data.noise import row_normals, row_uniforms
+from collapse.data.toy import toy_sample
 
 _CALL_SHIFT = 32  # each sampler call gets its own stream: stream + (call << 32)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from collapse.data import streams
 from collapse.errors import UserError
 from collapse.strategies.correctors import CorrectionJob, TowardTarget
 
@@ -68,7 +69,7 @@ def user_targets(
         user = load_user_corrector(spec)
     except ValueError as err:
         raise UserError(f"generation {generation}: {err}") from None
-    rng = np.random.default_rng([seed, 5, generation])
+    rng = streams.generator(seed, streams.USER_CORRECTOR, generation)
     try:
         target = user(rows.copy(), real=pool, rng=rng)
     except Exception as err:  # noqa: BLE001 - the user's code: any failure is theirs to fix

@@ -18,13 +18,15 @@ class EMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.frozen = frozen_names(model)
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self._mine = [p for n, p in self.module.named_parameters() if n not in self.frozen]
+        self._mine: list[torch.Tensor] = [
+            p for n, p in self.module.named_parameters() if n not in self.frozen
+        ]
         self.decay = decay
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        theirs = [p for p in model.parameters() if p.requires_grad]
+        theirs: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         torch._foreach_lerp_(self._mine, theirs, 1.0 - decay)
         for mine, source in zip(self.module.buffers(), model.buffers(), strict=True):
             mine.copy_(source)

@@ -1,6 +1,6 @@
 """The per-generation training loop of every trained family: plain PyTorch over batches.
 
-The same function runs in a unit test, under torchrun or inside a Ray Train worker (DESIGN.md):
+The same function runs in a unit test, under torchrun or inside a Ray Train worker
 the caller brings the model (DDP-wrapped or not), the batches, the family's objective and a
 `checkpoint` callback. On a GPU it uses what makes a step cheap: bf16 autocast, channels_last
 images, a fused AdamW, no host syncs in the loop (the loss is accumulated on the device and read
@@ -63,15 +63,16 @@ def train(
     rank: int = 0,
 ) -> TrainState:
     """Run steps state.step .. settings.steps; `checkpoint(state, mean_loss)` every
-    `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step, rank),
-    so a resumed run draws what the uninterrupted one would have, and data-parallel workers
-    (`rank`) draw different noise for their different rows. `make_pairs` builds (x0, x1) from
-    a batch (default `pairs`; OCAR's comes from `collapse.flow.online`); `objective` is the
-    family's loss (rectified flow's `collapse.flow.interpolant.flow_matching_objective`,
-    DDPM's and Stable Diffusion's, which reads the batch's caption tokens, in
-    `collapse.diffusion`). The loss curve `state.curve` gets a point every `log_every` steps
-    and at the end, the mean loss of the steps since the last point, kept on the device and
-    read at checkpoints only."""
+    `checkpoint_every` steps and at the end. Noise and times are seeded by (seed, step, rank), so a
+    resumed run draws what the uninterrupted one would have, and data-parallel workers (`rank`) draw
+    different noise for their different rows. `make_pairs` builds (x0, x1) from a batch (default
+    `pairs`; OCAR's comes from `collapse.families.rectified_flow.online_pairs`); `objective` is the
+    family's loss (rectified flow's
+    `collapse.families.rectified_flow.interpolant.flow_matching_objective`, DDPM's and Stable
+    Diffusion's, which reads the batch's caption tokens, in `collapse.families.ddpm.denoising` and
+    `collapse.families.stable_diffusion.pipeline_parts`). The loss curve `state.curve` gets a point
+    every `log_every` steps and at the end, the mean loss of the steps since the last point, kept on
+    the device and read at checkpoints only."""
     make_pairs = make_pairs or pairs
     model = state.model
     model.train()

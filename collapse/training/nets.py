@@ -1,7 +1,7 @@
 """The nets trained from scratch, f(x, t) with t in [0, 1]: an MLP for vectors, a UNet for images.
 
 Rectified flow reads the output as a velocity, DDPM as the noise it predicts (Stable Diffusion
-brings its own pretrained UNet, `collapse.diffusion.stable_diffusion`).
+brings its own pretrained UNet, `collapse.families.stable_diffusion.pipeline_parts`).
 
 Both are built from plain config (no download), so a sampler anywhere rebuilds the same module
 from the stored spec. Both take `(x, t)` with t of shape (B,) and return a tensor shaped like x;
@@ -117,7 +117,7 @@ class ImageField(nn.Module):
         self.unet = UNet2DModel(**config)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unet(x, t * TIMESTEP_SCALE).sample
+        return self.unet(x, t * TIMESTEP_SCALE).sample  # type: ignore[operator]  # diffusers' models hide nn.Module's methods from mypy
 
 
 def _reject_unknown(keys: set[str], allowed: frozenset[str], what: str) -> None:

@@ -1,1 +1,1 @@
-"""The worked examples of README.md's "Extending collapse", tested by tests/test_extending.py."""
+"""The worked examples of docs/extending.md, tested by tests/test_extending.py."""

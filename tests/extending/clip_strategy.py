@@ -7,8 +7,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from collapse.config import StrategySection
 from collapse.data.shards import to_parquet
-from collapse.strategies.protocol import Passed, Strategy, StrategySection
+from collapse.strategies.protocol import Passed, Strategy
 
 
 class ClipConfig(StrategySection):
@@ -20,7 +21,6 @@ class ClipConfig(StrategySection):
 
 
 class Clip(Strategy):
-    names = ("clip",)
     config = ClipConfig
 
     def after_sampling(self, context, samples, generation, params) -> Passed:
@@ -33,3 +33,6 @@ class Clip(Strategy):
         shard = context.store.write_artifact(generation, name, to_parquet(table), rows=len(ids))
         moved = int((clipped != samples).any(axis=1).sum())
         return Passed(context.space.to_vectors(table), {"rows": moved}, [shard])
+
+
+STRATEGY = Clip()

@@ -15,7 +15,7 @@ import numpy as np
 from collapse.data.feed.chunks import Chunk, read_chunk
 from collapse.data.feed.decode import Decode, Rows, concat_rows
 from collapse.data.feed.order import permutation, pieces, span, windows
-from collapse.storage import Storage
+from collapse.store.storage import Storage
 
 T = TypeVar("T")
 

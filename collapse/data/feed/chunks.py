@@ -3,7 +3,7 @@ storage is read in whole shards, and each chunk keeps exactly its planned ids.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from collapse.data.feed.decode import Decode, Rows, concat_rows
 from collapse.data.shards import id_spans
-from collapse.storage import Storage
+from collapse.store.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Chunk:
 
 
 def plan_chunks(
-    parts: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[tuple[int, int]]]],
+    parts: Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[tuple[int, int]]]],
 ) -> tuple[Chunk, ...]:
     """The chunks of a plan's parts, each given as (storage URI, its shards as an index lists
     them, the planned id ranges), in plan order."""

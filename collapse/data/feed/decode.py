@@ -3,7 +3,7 @@ arrays. Decoding avoids Python objects per row: it is most of a streamed feed's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +13,16 @@ from collapse.data.shards import table_column_array, table_to_images
 from collapse.data.space import DataSpace
 
 Rows = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class LatentRows:
+    """A latent family's training rows (Stable Diffusion's): cached VAE latents of `shape` and
+    each caption's token ids, by `tokenize` (the family's tokenizer; picklable, since the
+    decoding travels to the training workers)."""
+
+    shape: tuple[int, ...]
+    tokenize: Callable[[list[str]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -26,12 +36,12 @@ class Decode:
 
     space: DataSpace
     noise_dim: int = 0
-    latents: tuple[str, tuple[int, ...]] | None = None  # (pretrained, latent shape)
+    latents: LatentRows | None = None
 
     @property
     def row_bytes(self) -> int:
         if self.latents is not None:
-            return 4 * int(np.prod(self.latents[1])) + 8 * 77 + 12
+            return 4 * int(np.prod(self.latents.shape)) + 8 * 77 + 12
         x = self.space.dim * (1 if self.space.kind == "image" else 4)
         return x + (4 * self.noise_dim + 1 if self.noise_dim else 0) + 12
 
@@ -46,12 +56,23 @@ class Decode:
         extra = ["noise"] if self.noise_dim and "noise" in names else []
         return [*data, *extra, "generation", "id"]
 
+    @staticmethod
+    def _latent_rows(table: pa.Table, latents: LatentRows) -> Rows:
+        """Latent shard rows as the UNet trains on them: the latent, and its caption's token
+        ids (tokenized here, where the feed reads the shards, so the training loop never sees
+        a string)."""
+        flat = table.column("latent").combine_chunks().flatten().to_numpy()
+        generation = table.column("generation").fill_null(-1).to_numpy().astype(np.int32)
+        return {
+            "x": flat.reshape(table.num_rows, *latents.shape).astype(np.float32),
+            "input_ids": latents.tokenize(table.column("caption").to_pylist()),
+            "generation": generation,
+            "id": table.column("id").to_numpy(),
+        }
+
     def __call__(self, table: pa.Table) -> Rows:
         if self.latents is not None:
-            from collapse.families.stable_diffusion import training_batch
-
-            pretrained, shape = self.latents
-            return training_batch(table, pretrained, shape)
+            return self._latent_rows(table, self.latents)
         space = self.space
         if space.kind == "image":
             x = _images(table, space.shape).transpose(0, 3, 1, 2)

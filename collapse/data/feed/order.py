@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SHUFFLE = 0x5EED  # the feed's tag among the chain's random streams
+from collapse.data import streams
 
 
 def permutation(n: int, seed: int, *key: int) -> np.ndarray:
     """A permutation of range(n) drawn from (seed, *key) alone."""
-    return np.random.default_rng([seed, SHUFFLE, *key]).permutation(n)
+    return np.random.default_rng([seed, streams.SHUFFLE, *key]).permutation(n)
 
 
 def span(total: int, rank: int, world: int) -> tuple[int, int]:
@@ -26,7 +26,9 @@ def span(total: int, rank: int, world: int) -> tuple[int, int]:
 Piece = tuple[int, int, int]  # (chunk, lo, hi): rows [lo, hi) of a chunk, counted in the chunk
 
 
-def pieces(sizes: Sequence[int], order: Sequence[int], start: int, end: int) -> list[Piece]:
+def pieces(
+    sizes: Sequence[int], order: Sequence[int] | np.ndarray, start: int, end: int
+) -> list[Piece]:
     """Positions [start, end) of the sequence of chunks in `order`, as pieces of chunks."""
     found, at = [], 0
     for chunk in order:

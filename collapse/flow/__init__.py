@@ -1,1 +1,0 @@
-"""Rectified flow's math: interpolant and objective, samplers, online pairing, DAE theory."""
