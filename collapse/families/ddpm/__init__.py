@@ -76,8 +76,7 @@ class DDPM(trained.NetFamily):
 
         scheduler = DDIMScheduler.from_config(spec["schedule"])
         pipeline = DDPMPipeline(unet=image_unet(params), scheduler=scheduler)
-        save = pipeline.save_pretrained  # type: ignore[attr-defined]  # diffusers' mixin, unseen
-        written = saved(lambda d: save(d, safe_serialization=True))
+        written = saved(lambda d: pipeline.save_pretrained(d, safe_serialization=True))
         written[SAMPLING] = as_json(sampling)
         return "diffusers:DDPMPipeline", under(EXPORT_DIR, written)
 

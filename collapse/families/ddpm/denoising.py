@@ -26,14 +26,12 @@ SAMPLER_ETA = {"ddim": 0.0, "ddpm": 1.0}
 def schedule(timesteps: int, beta_schedule: str, clip: bool) -> dict[str, Any]:
     """The scheduler config both training and sampling are built from; `clip` keeps predicted
     images in [-1, 1] (never for vectors, whose range is the data's)."""
-    scheduler = DDPMScheduler(
+    return DDPMScheduler(
         num_train_timesteps=timesteps,
         beta_schedule=beta_schedule,
         clip_sample=clip,
         prediction_type="epsilon",
-    )
-    config: dict[str, Any] = scheduler.config  # type: ignore[attr-defined]  # ConfigMixin's, unseen
-    return config
+    ).config
 
 
 def epsilon_objective(

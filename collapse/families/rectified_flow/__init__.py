@@ -66,8 +66,7 @@ class RectifiedFlow(trained.NetFamily, FlowFamily):
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=999, invert_sigmas=True)
         written = {
             **under("unet", saved(lambda d: unet.save_pretrained(d, safe_serialization=True))),
-            # diffusers' ConfigMixin adds save_pretrained out of mypy's sight
-            **under("scheduler", saved(scheduler.save_pretrained)),  # type: ignore[attr-defined]
+            **under("scheduler", saved(scheduler.save_pretrained)),
             SAMPLING: as_json(sampling),
         }
         return "diffusers:UNet2DModel+FlowMatchEulerDiscreteScheduler", under(EXPORT_DIR, written)

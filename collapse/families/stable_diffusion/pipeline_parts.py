@@ -123,7 +123,7 @@ def unet(
         model.add_adapter(
             LoraConfig(
                 r=lora_rank,
-                lora_alpha=lora_alpha or lora_rank,  # type: ignore[arg-type]  # peft: any number
+                lora_alpha=lora_alpha or lora_rank,
                 init_lora_weights="gaussian",
                 target_modules=LORA_TARGETS,
             )
